@@ -1,0 +1,32 @@
+# tinymod's tasks. `make help` lists them. Everything runs in ./.venv, which the first
+# target that needs it creates and fills from PyPI, pinned by constraints.txt.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.tinymod-installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install test train clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# A real (non-editable) install, so tests exercise tinymod as users get it, numba's cache
+# included; it is redone whenever the package or its pins change.
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml constraints.txt $(wildcard tinymod/*.py)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt '.[test]'
+	@touch $@
+
+install: $(STAMP) ## create .venv and install tinymod with its test tools, pinned
+
+test: $(STAMP) ## run the whole test suite (gradients, kernels, data, optimiser, CLI)
+	$(BIN)/pytest -q
+
+train: $(STAMP) ## train the default model and report what it found
+	@echo "make train arrives with the training issue (#3)."
+
+clean: ## remove the virtual environment and caches
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,34 @@
+"""The command line as a user meets it."""
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from tinymod import __version__
+from tinymod.cli import main
+
+
+def test_help_and_version():
+    runner = CliRunner()
+    result = runner.invoke(main, ["--help"])
+    assert result.exit_code == 0 and "modular addition" in result.output
+    result = runner.invoke(main, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_python_dash_m_and_lazy_imports(tmp_path):
+    """`python -m tinymod --help` works and imports neither numba nor matplotlib."""
+    code = ("import sys, runpy; sys.argv = ['tinymod', '--help']\n"
+            "try:\n    runpy.run_module('tinymod', run_name='__main__')\n"
+            "except SystemExit as e:\n    assert e.code == 0\n"
+            "print(sorted(m for m in ('numba', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, check=True)
+    assert "Usage: tinymod" in out.stdout
+    assert out.stdout.strip().endswith("[]")
+
+
+def test_unknown_command_is_a_one_line_error():
+    result = CliRunner().invoke(main, ["frobnicate"])
+    assert result.exit_code == 2 and "No such command" in result.output
+    assert "Traceback" not in result.output

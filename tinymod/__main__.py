@@ -1,0 +1,3 @@
+from tinymod.cli import main
+
+main(prog_name="tinymod")

@@ -1,0 +1,192 @@
+"""The inner loops BLAS does not do, as numba kernels beside their plain NumPy twins.
+
+Letters: B examples, H hidden units, p residues (rows of a per-residue table).
+
+Each public function picks the numba kernel for NumPy arrays when numba is importable
+and `TINYMOD_NUMBA` is not "0", and the twin otherwise (CuPy arrays always take the
+twin). Twins are the reference: written once, plainly, and tests compare the kernels
+against them. No kernel uses `fastmath` or `prange`, so each one does the same
+arithmetic as its twin, up to the order of float summation.
+
+Compiled kernels are cached on disk (`cache=True`). numba writes the cache beside this
+file, or in the user's cache folder when the install folder is read-only; if no folder
+is writable at all the kernels compile in memory instead, quietly.
+"""
+import os
+
+import numpy as np
+
+from tinymod.backend import namespace
+
+
+def _load_numba():
+    if os.environ.get("TINYMOD_NUMBA", "1") == "0":
+        return None
+    try:
+        import numba
+    except ImportError:
+        return None
+    return numba
+
+
+_numba = _load_numba()
+NUMBA = _numba is not None
+
+
+def _jit(fn):
+    """numba.njit with an on-disk cache where one can be written, in memory otherwise."""
+    if not NUMBA:
+        return None
+    try:
+        return _numba.njit(cache=True)(fn)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return _numba.njit(fn)
+
+
+def _use_numba(*arrays):
+    return NUMBA and namespace(*arrays) is np
+
+
+# --- scatter-add of rows: out[idx[i]] += vals[i] -------------------------------------
+
+def scatter_add_rows_numpy(out, idx, vals):
+    """out (p, H) += the rows of vals (B, H) added into the rows idx (B,) names; in place."""
+    np.add.at(out, idx, vals)
+    return out
+
+
+def _scatter_add_rows(out, idx, vals):
+    for i in range(vals.shape[0]):
+        r = idx[i]
+        for j in range(vals.shape[1]):
+            out[r, j] += vals[i, j]
+    return out
+
+
+_scatter_add_rows_nb = _jit(_scatter_add_rows)
+
+
+def scatter_add_rows(out, idx, vals):
+    if _use_numba(out, vals):
+        return _scatter_add_rows_nb(out, idx, vals)
+    return scatter_add_rows_numpy(out, idx, vals)
+
+
+# --- forward step: h = act(base + table[idx] + bias) ----------------------------------
+
+def gather_add_act_numpy(base, table, idx, bias, relu):
+    """act(base (B, H) + table[idx] (B, H) + bias (H,)), act = relu or tanh."""
+    xp = namespace(base, table)
+    pre = base + table[idx] + bias                   # (B, H)
+    return xp.maximum(pre, 0) if relu else xp.tanh(pre)
+
+
+def _gather_add_act(base, table, idx, bias, relu):
+    out = np.empty_like(base)
+    for i in range(base.shape[0]):
+        r = idx[i]
+        for j in range(base.shape[1]):
+            v = base[i, j] + table[r, j] + bias[j]
+            if relu:
+                out[i, j] = v if v > 0 else 0
+            else:
+                out[i, j] = np.tanh(v)
+    return out
+
+
+_gather_add_act_nb = _jit(_gather_add_act)
+
+
+def gather_add_act(base, table, idx, bias, relu):
+    if _use_numba(base, table):
+        return _gather_add_act_nb(base, table, idx, bias, relu)
+    return gather_add_act_numpy(base, table, idx, bias, relu)
+
+
+# --- activation backward: dpre = dh * act'(pre), from h = act(pre) -------------------
+
+def act_backward_numpy(dh, h, relu):
+    """Back through the activation, using only its output h: relu' = [h > 0], tanh' = 1 - h^2."""
+    xp = namespace(dh, h)
+    return dh * (h > 0) if relu else dh * (1 - h * h)
+
+
+def _act_backward(dh, h, relu):
+    out = np.empty_like(dh)
+    for i in range(dh.shape[0]):
+        for j in range(dh.shape[1]):
+            if relu:
+                out[i, j] = dh[i, j] if h[i, j] > 0 else 0
+            else:
+                out[i, j] = dh[i, j] * (1 - h[i, j] * h[i, j])
+    return out
+
+
+_act_backward_nb = _jit(_act_backward)
+
+
+def act_backward(dh, h, relu):
+    if _use_numba(dh, h):
+        return _act_backward_nb(dh, h, relu)
+    return act_backward_numpy(dh, h, relu)
+
+
+# --- softmax cross-entropy and its gradient -----------------------------------------
+
+def softmax_xent_numpy(logits, y):
+    """Mean cross-entropy of softmax(logits) (B, p) against y (B,), and d loss / d logits.
+
+    Stable for any finite logits: each row is shifted by its maximum before exp.
+    """
+    xp = namespace(logits)
+    B, p = logits.shape
+    z = logits - xp.max(logits, axis=1, keepdims=True)            # (B, p), max 0
+    lse = xp.log(xp.sum(xp.exp(z), axis=1, keepdims=True))        # (B, 1)
+    onehot = y[:, None] == xp.arange(p)[None, :]                   # (B, p)
+    loss = xp.mean(lse[:, 0] - xp.sum(xp.where(onehot, z, 0), axis=1))
+    dlogits = (xp.exp(z - lse) - onehot) / B                      # (B, p)
+    return float(loss), dlogits.astype(logits.dtype, copy=False)
+
+
+def _shift_rows(logits, y):
+    z = np.empty_like(logits)                     # (B, p) logits minus their row max
+    zy = np.empty(logits.shape[0], np.float64)    # (B,)   z at the target
+    for i in range(logits.shape[0]):
+        m = logits[i, 0]
+        for j in range(1, logits.shape[1]):
+            if logits[i, j] > m:
+                m = logits[i, j]
+        for j in range(logits.shape[1]):
+            z[i, j] = logits[i, j] - m
+        zy[i] = z[i, y[i]]
+    return z, zy
+
+
+def _normalise_rows(e, zy, y):
+    B, p = e.shape
+    inv = 1.0 / B
+    total = 0.0
+    for i in range(B):
+        s = 0.0
+        for j in range(p):
+            s += e[i, j]
+        total += np.log(s) - zy[i]                # -log softmax at the target
+        scale = inv / s
+        for j in range(p):
+            e[i, j] *= scale                      # softmax / B
+        e[i, y[i]] -= inv                         # minus onehot / B
+    return total * inv
+
+
+_shift_rows_nb = _jit(_shift_rows)
+_normalise_rows_nb = _jit(_normalise_rows)
+
+
+def softmax_xent(logits, y):
+    if _use_numba(logits):
+        # exp is left to NumPy, whose exp is vectorised; numba's calls libm per element
+        z, zy = _shift_rows_nb(logits, y)
+        e = np.exp(z, out=z)                      # (B, p) in place
+        loss = _normalise_rows_nb(e, zy, y)       # e becomes d loss / d logits
+        return float(loss), e
+    return softmax_xent_numpy(logits, y)

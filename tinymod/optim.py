@@ -1,0 +1,55 @@
+"""AdamW with torch.optim.AdamW's semantics (Loshchilov & Hutter 2019, decoupled decay).
+
+For each parameter theta with gradient g, at step t = 1, 2, ...:
+
+    theta <- theta * (1 - lr * wd)              decoupled weight decay, before the moments
+    m     <- beta1 * m + (1 - beta1) * g        first moment
+    v     <- beta2 * v + (1 - beta2) * g^2      second moment
+    theta <- theta - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+eps sits outside the square root, after bias correction, exactly as torch computes it.
+The state (t and both moments) round-trips through `state_dict` / `load_state_dict`
+bit for bit, so a resumed run continues exactly.
+"""
+import math
+
+from tinymod.backend import namespace
+
+
+class AdamW:
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.98), eps=1e-8, weight_decay=1.0):
+        self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
+        xp = namespace(*params.values())
+        self.t = 0
+        self.m = {name: xp.zeros_like(value) for name, value in params.items()}
+        self.v = {name: xp.zeros_like(value) for name, value in params.items()}
+
+    def step(self, params, grads):
+        """Update `params` in place from `grads`."""
+        xp = namespace(*params.values())
+        beta1, beta2 = self.betas
+        self.t += 1
+        step_size = self.lr / (1 - beta1 ** self.t)            # bias correction of m
+        sqrt_bc2 = math.sqrt(1 - beta2 ** self.t)               # bias correction of v
+        for name, theta in params.items():
+            g, m, v = grads[name], self.m[name], self.v[name]
+            theta *= 1 - self.lr * self.weight_decay             # decoupled weight decay
+            m *= beta1                                           # m <- b1 m + (1 - b1) g
+            m += (1 - beta1) * g
+            v *= beta2                                           # v <- b2 v + (1 - b2) g^2
+            v += (1 - beta2) * (g * g)
+            theta -= step_size * (m / (xp.sqrt(v) / sqrt_bc2 + self.eps))
+
+    def state_dict(self):
+        """The state under the checkpoint's `opt_` keys (without the prefix)."""
+        state = {"t": self.t}
+        state.update({f"m_{name}": value for name, value in self.m.items()})
+        state.update({f"v_{name}": value for name, value in self.v.items()})
+        return state
+
+    def load_state_dict(self, state):
+        xp = namespace(*self.m.values())
+        self.t = int(state["t"])
+        for name in self.m:
+            self.m[name] = xp.asarray(state[f"m_{name}"], dtype=self.m[name].dtype).copy()
+            self.v[name] = xp.asarray(state[f"v_{name}"], dtype=self.v[name].dtype).copy()

@@ -1,0 +1,157 @@
+"""The model (DESIGN.md contract 1): a vanilla RNN, its forward pass and its BPTT.
+
+Letters: B examples, T tokens per example, p residues, D embedding width, H hidden width.
+
+    h_0    = 0
+    h_t    = act(E[x_t] @ W_ih.T + h_{t-1} @ W_hh.T + b_h)      t = 1..T
+    logits = h_T @ W_out.T + b_out
+
+The per-residue shortcut. `E[x_t] @ W_ih.T` is row x_t of the table U = E @ W_ih.T,
+which has only p rows, so it is computed once, not once per example. Because h_0 = 0,
+h_1 = act(U[x_1] + b_h) is row x_1 of the table H1 = act(U + b_h), and h_1 @ W_hh.T is
+row x_1 of A = H1 @ W_hh.T. Only from t = 2 on does the state depend on more than one
+token. The backward pass mirrors this: gradients that reach a table row are summed per
+residue (a scatter-add) before the small (p, H) matmuls. It is the same maths as the
+plain loop in `tinymod.reference`, which tests compare it against.
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from tinymod.backend import namespace
+from tinymod.kernels import act_backward, gather_add_act, scatter_add_rows, softmax_xent
+
+PARAM_NAMES = ("E", "W_ih", "W_hh", "b_h", "W_out", "b_out")
+ACTIVATIONS = ("relu", "tanh")
+DTYPES = ("float32", "float64")
+
+
+def param_shapes(p, d_embed, d_hidden):
+    """The contract's shapes, by parameter name."""
+    D, H = d_embed, d_hidden
+    return {"E": (p, D), "W_ih": (H, D), "W_hh": (H, H), "b_h": (H,),
+            "W_out": (p, H), "b_out": (p,)}
+
+
+def init_params(p, d_embed=128, d_hidden=128, seed=0, dtype="float32", xp=np):
+    """PyTorch's default initialisation of the same layers, seeded.
+
+    E ~ N(0, 1) (nn.Embedding); every other parameter ~ U(-1/sqrt(H), 1/sqrt(H))
+    (nn.RNN and nn.Linear with H inputs). Drawn in float64 from
+    numpy.random.default_rng(seed) in the order of PARAM_NAMES, then cast, so the
+    float32 and float64 models start from the same numbers.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    rng = np.random.default_rng(seed)
+    bound = 1.0 / np.sqrt(d_hidden)
+    params = {}
+    for name, shape in param_shapes(p, d_embed, d_hidden).items():
+        if name == "E":
+            value = rng.standard_normal(shape)
+        else:
+            value = rng.uniform(-bound, bound, shape)
+        params[name] = xp.asarray(value.astype(dtype))
+    return params
+
+
+class Cache(NamedTuple):
+    """What the forward pass keeps for backward, and why.
+
+    Only activation outputs are kept: relu' and tanh' are functions of h itself
+    ([h > 0] and 1 - h^2), so no pre-activation is stored. U is not kept: its gradient
+    flows to E and W_ih through the parameters alone.
+    """
+    x: object       # (B, T) int tokens
+    H1: object      # (p, H) h_1 for each possible first token
+    hs: tuple       # h_2 .. h_T, each (B, H)
+    relu: bool
+
+
+def _check_activation(activation):
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    return activation == "relu"
+
+
+def forward(params, x, activation="relu"):
+    """logits (B, p) for tokens x (B, T), and the cache backward needs."""
+    relu = _check_activation(activation)
+    xp = namespace(params["E"])
+    E, W_ih, W_hh, b_h = params["E"], params["W_ih"], params["W_hh"], params["b_h"]
+    T = x.shape[1]
+    U = E @ W_ih.T                                   # (p, H) what each token writes in
+    pre1 = U + b_h                                   # (p, H) h_0 = 0, so h_1 is per residue
+    H1 = xp.maximum(pre1, 0) if relu else xp.tanh(pre1)
+    hs = []
+    if T == 1:
+        h = H1[x[:, 0]]                              # (B, H)
+    else:
+        A = H1 @ W_hh.T                              # (p, H) h_1 @ W_hh.T per first token
+        h = gather_add_act(A[x[:, 0]], U, x[:, 1], b_h, relu)          # h_2 (B, H)
+        hs.append(h)
+        for t in range(2, T):
+            h = gather_add_act(h @ W_hh.T, U, x[:, t], b_h, relu)      # h_{t+1} (B, H)
+            hs.append(h)
+    logits = h @ params["W_out"].T + params["b_out"]  # (B, p)
+    return logits, Cache(x, H1, tuple(hs), relu)
+
+
+def backward(params, cache, dlogits):
+    """Gradients of the loss for every parameter, given d loss / d logits (B, p)."""
+    xp = namespace(params["E"])
+    x, H1, hs, relu = cache
+    W_hh, W_out = params["W_hh"], params["W_out"]
+    T = x.shape[1]
+    h_T = hs[-1] if hs else H1[x[:, 0]]              # (B, H)
+    # back through the readout: logits = h_T @ W_out.T + b_out
+    dW_out = dlogits.T @ h_T                          # (p, H)
+    db_out = xp.sum(dlogits, axis=0)                  # (p,)
+    dh = dlogits @ W_out                              # (B, H) the dh_next carry
+    dU = xp.zeros_like(H1)                            # (p, H) d loss / d U, per residue
+    db_h = xp.zeros_like(params["b_h"])
+    dW_hh = xp.zeros_like(W_hh)
+    for t in range(T, 1, -1):                         # t = T .. 2, one row per example
+        dpre = act_backward(dh, hs[t - 2], relu)      # back through the activation (B, H)
+        db_h += xp.sum(dpre, axis=0)                  # back through the bias
+        scatter_add_rows(dU, x[:, t - 1], dpre)       # back through the lookup U[x_t]
+        if t > 2:                                     # back through h_{t-1} @ W_hh.T
+            dW_hh += dpre.T @ hs[t - 3]
+            dh = dpre @ W_hh                          # (B, H)
+        else:                                         # h_1 is row x_1 of H1: sum per residue
+            dA = scatter_add_rows(xp.zeros_like(H1), x[:, 0], dpre)    # (p, H)
+            dW_hh += dA.T @ H1
+            dH1 = dA @ W_hh                           # (p, H)
+    if T == 1:                                        # h_T = H1[x_1]: sum per residue
+        dH1 = scatter_add_rows(xp.zeros_like(H1), x[:, 0], dh)
+    # t = 1, per residue: H1 = act(U + b_h)
+    dpre1 = act_backward(dH1, H1, relu)               # (p, H)
+    db_h += xp.sum(dpre1, axis=0)
+    dU += dpre1
+    # back through U = E @ W_ih.T
+    dE = dU @ params["W_ih"]                          # (p, D)
+    dW_ih = dU.T @ params["E"]                        # (H, D)
+    return {"E": dE, "W_ih": dW_ih, "W_hh": dW_hh, "b_h": db_h,
+            "W_out": dW_out, "b_out": db_out}
+
+
+def loss_and_grads(params, x, y, activation="relu"):
+    """Mean softmax cross-entropy of the model on (x, y), and its gradients."""
+    logits, cache = forward(params, x, activation)
+    loss, dlogits = softmax_xent(logits, y)
+    return loss, backward(params, cache, dlogits)
+
+
+def evaluate(params, x, y, activation="relu", batch_size=None):
+    """(mean loss, accuracy) of the model on (x, y), in batches to bound memory."""
+    xp = namespace(params["E"])
+    n = x.shape[0]
+    step = batch_size or n
+    total_loss, correct = 0.0, 0
+    for start in range(0, n, step):
+        xb, yb = x[start:start + step], y[start:start + step]
+        logits, _ = forward(params, xb, activation)
+        loss, _ = softmax_xent(logits, yb)
+        total_loss += loss * xb.shape[0]
+        correct += int(xp.sum(xp.argmax(logits, axis=1) == yb))
+    return total_loss / n, correct / n
