@@ -25,8 +25,8 @@ install: $(STAMP) ## create .venv and install tinymod with its test tools, pinne
 test: $(STAMP) ## run the whole test suite (gradients, kernels, data, optimiser, CLI)
 	$(BIN)/pytest -q
 
-train: $(STAMP) ## train the default model and report what it found
-	@echo "make train arrives with the training issue (#3)."
+train: $(STAMP) ## train the default preset into runs/default (replacing it) and summarise
+	$(BIN)/tinymod train --out runs/default --overwrite
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,240 @@
+"""`tinymod train` end to end through click's CliRunner (and a real process for signals)."""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tinymod import checkpoint, rnn, train
+from tinymod.cli import main
+
+TINY = ["--p", "7", "--frac", "0.6", "--d-embed", "8", "--d-hidden", "8", "--lr", "0.01",
+        "--eval-every", "5", "--checkpoint-every", "10"]
+METRIC_KEYS = {"step", "train_loss", "train_acc", "test_loss", "test_acc", "weight_norm", "seconds"}
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, ["train", *TINY, *map(str, args)])
+
+
+def model_params(run):
+    params, _, _ = checkpoint.load(run / "model.npz")
+    return params
+
+
+def test_tiny_run_writes_the_whole_folder(tmp_path):
+    run = tmp_path / "run"
+    result = invoke("--steps", 30, "--out", run)
+    assert result.exit_code == 0, result.output
+    assert f"run: {run}" in result.output and "test accuracy" in result.output
+    config = json.loads((run / "config.json").read_text())
+    assert config["p"] == 7 and config["seed"] == 0 and config["dtype"] == "float32"
+    assert config["backend"] == "numpy" and "version" in config and config["preset"] == "default"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(0, 31, 5))
+    assert all(set(r) == METRIC_KEYS for r in rows)
+    assert all(0 <= r["train_acc"] <= 1 and r["weight_norm"] > 0 for r in rows)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "step_0000010.npz", "step_0000020.npz", "step_0000030.npz"]
+    params, meta, opt_state = checkpoint.load(run / "checkpoints" / "step_0000020.npz")
+    assert meta["step"] == 20 and int(opt_state["t"]) == 20
+    assert model_params(run)["W_hh"].shape == (8, 8)
+    for figure in ("curves.png", "weight_norm.png"):
+        assert (run / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_config_file_json_and_toml_with_flags_on_top(tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps({"weight-decay": 0.5, "steps": 10, "seed": 3}))
+    (tmp_path / "c.toml").write_text("steps = 10\nactivation = 'tanh'\n")
+    result = invoke("--config", tmp_path / "c.json", "--seed", 4, "--out", tmp_path / "a")
+    assert result.exit_code == 0, result.output
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert (config["weight_decay"], config["steps"], config["seed"]) == (0.5, 10, 4)
+    result = invoke("--config", tmp_path / "c.toml", "--out", tmp_path / "b")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["activation"] == "tanh"
+
+
+@pytest.mark.parametrize("batch", [None, 9])
+def test_stop_and_resume_is_bit_identical(tmp_path, batch):
+    extra = [] if batch is None else ["--batch-size", batch]
+    assert invoke("--steps", 40, "--out", tmp_path / "straight", *extra).exit_code == 0
+    assert invoke("--steps", 20, "--out", tmp_path / "split", *extra).exit_code == 0
+    result = invoke("--steps", 40, "--out", tmp_path / "split", "--resume", *extra)
+    assert result.exit_code == 0, result.output
+    a, b = model_params(tmp_path / "straight"), model_params(tmp_path / "split")
+    for name in rnn.PARAM_NAMES:
+        assert np.array_equal(a[name], b[name]), name
+    rows = train.read_metrics(tmp_path / "split" / "metrics.jsonl")
+    assert [r["step"] for r in rows] == list(range(0, 41, 5))
+
+
+def test_resume_after_a_crash_drops_metrics_past_the_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("--steps", 40, "--out", run).exit_code == 0
+    assert invoke("--steps", 40, "--out", tmp_path / "ref").exit_code == 0
+    # as if killed at step 27: newer checkpoints gone, metrics past 27 and a torn line left
+    for name in ("step_0000030.npz", "step_0000040.npz"):
+        (run / "checkpoints" / name).unlink()
+    (run / "model.npz").unlink()
+    rows = train.read_metrics(run / "metrics.jsonl")
+    (run / "metrics.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= 25) + '{"step": 3')
+    (run / "checkpoints" / ".step_0000030.npz.abc.tmp").write_bytes(b"torn")
+    result = invoke("--steps", 40, "--out", run, "--resume")
+    assert result.exit_code == 0, result.output
+    assert [r["step"] for r in train.read_metrics(run / "metrics.jsonl")] == list(range(0, 41, 5))
+    assert not list((run / "checkpoints").glob(".*.tmp"))
+    a, b = model_params(run), model_params(tmp_path / "ref")
+    assert all(np.array_equal(a[n], b[n]) for n in rnn.PARAM_NAMES)
+
+
+def test_stop_at_ends_early(tmp_path):
+    result = invoke("--steps", 400, "--stop-at", 0.01, "--out", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    last = train.read_metrics(tmp_path / "r" / "metrics.jsonl")[-1]
+    assert last["step"] < 400 and last["test_acc"] >= 0.01
+
+
+def test_divergence_stops_with_a_message_and_keeps_good_checkpoints(tmp_path):
+    run = tmp_path / "r"
+    result = invoke("--steps", 200, "--lr", 1e32, "--out", run)
+    assert result.exit_code == 1
+    assert "non-finite at step" in result.output and "Traceback" not in result.output
+    for path in (run / "checkpoints").glob("step_*.npz"):
+        checkpoint.load(path)   # every checkpoint left behind is whole and finite
+
+
+def snapshot(folder):
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+BAD = [
+    (["--p", "1"], "p must be at least 2"),
+    (["--frac", "0"], "frac must lie strictly between 0 and 1"),
+    (["--frac", "1.5"], "frac must lie strictly between 0 and 1"),
+    (["--d-hidden", "0"], "d-hidden must be positive"),
+    (["--d-embed", "-3"], "d-embed must be positive"),
+    (["--steps", "0"], "steps must be positive"),
+    (["--batch-size", "0"], "batch-size must be positive"),
+    (["--activation", "gelu"], "activation must be one of relu, tanh"),
+    (["--dtype", "float16"], "dtype must be one of float32, float64"),
+    (["--lr", "-1"], "lr must be positive"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD)
+def test_bad_settings_are_one_line_errors(tmp_path, args, message):
+    result = CliRunner().invoke(main, ["train", *TINY, "--steps", "5", *args, "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_folders_that_must_not_be_touched(tmp_path):
+    existing = tmp_path / "run"
+    assert invoke("--steps", 10, "--out", existing).exit_code == 0
+    before = snapshot(existing)
+    cases = [
+        (["--out", existing], "already holds a run; pass --resume"),
+        (["--out", existing, "--resume", "--lr", "0.5"], "lr differs"),
+        (["--out", existing, "--resume", "--overwrite"], "exclude each other"),
+        (["--out", tmp_path / "nothing", "--resume"], "nothing to resume"),
+    ]
+    (tmp_path / "file").write_text("precious")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("precious")
+    cases += [
+        (["--out", tmp_path / "file"], "is a file, not a run folder"),
+        (["--out", tmp_path / "file" / "sub"], "cannot write to"),
+        (["--out", tmp_path / "other", "--overwrite"], "holds no tinymod run"),
+    ]
+    for args, message in cases:
+        result = invoke("--steps", 10, *args)
+        assert result.exit_code != 0, args
+        assert message in result.output and "Traceback" not in result.output, result.output
+    assert snapshot(existing) == before
+    assert (tmp_path / "file").read_text() == "precious"
+    assert (tmp_path / "other" / "notes.txt").read_text() == "precious"
+    assert invoke("--steps", 10, "--out", existing, "--overwrite", "--seed", 5).exit_code == 0
+    assert json.loads((existing / "config.json").read_text())["seed"] == 5
+
+
+def test_bad_config_files(tmp_path):
+    cases = {"unknown.json": ('{"lr": 0.1, "colour": "red"}', "unknown keys: colour"),
+             "broken.json": ("{lr: ", "is not valid JSON"),
+             "broken.toml": ("lr = = 1", "is not valid TOML"),
+             "typed.json": ('{"steps": "many"}', "steps must be int")}
+    for name, (text, message) in cases.items():
+        (tmp_path / name).write_text(text)
+        result = invoke("--config", tmp_path / name, "--out", tmp_path / "r")
+        assert result.exit_code != 0 and message in result.output, result.output
+    result = invoke("--config", tmp_path / "absent.json", "--out", tmp_path / "r")
+    assert result.exit_code != 0 and "cannot read config file" in result.output
+
+
+def test_corrupt_or_truncated_checkpoint_on_resume(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("--steps", 20, "--out", run).exit_code == 0
+    newest = run / "checkpoints" / "step_0000020.npz"
+    newest.write_bytes(newest.read_bytes()[:100])
+    before = snapshot(run)
+    result = invoke("--steps", 30, "--out", run, "--resume")
+    assert result.exit_code == 1 and "truncated or corrupt" in result.output
+    assert "Traceback" not in result.output
+    assert snapshot(run) == before
+
+
+def _spawn(out, steps):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tinymod", "train", *TINY, "--steps", str(steps),
+         "--checkpoint-every", "50", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=out.parent)
+
+
+def _wait_for_checkpoint(out, proc, timeout=120):
+    deadline = time.monotonic() + timeout
+    while not list((out / "checkpoints").glob("step_*.npz")) if (out / "checkpoints").exists() else True:
+        assert proc.poll() is None and time.monotonic() < deadline, "training ended too soon"
+        time.sleep(0.05)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_identically(tmp_path):
+    steps = 20000   # far more than can finish before the signal arrives
+    run = tmp_path / "run"
+    proc = _spawn(run, steps)
+    _wait_for_checkpoint(run, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted at step" in err and "--resume" in err and "Traceback" not in err
+    stopped = max(int(p.stem[5:]) for p in (run / "checkpoints").glob("step_*.npz"))
+    assert 0 < stopped < steps
+    # resume to a nearby end and compare with a run that never stopped
+    end = stopped + 7
+    result = invoke("--steps", end, "--checkpoint-every", 50, "--out", run, "--resume")
+    assert result.exit_code == 0, result.output
+    assert invoke("--steps", end, "--checkpoint-every", 50, "--out", tmp_path / "ref").exit_code == 0
+    a, b = model_params(run), model_params(tmp_path / "ref")
+    assert all(np.array_equal(a[n], b[n]) for n in rnn.PARAM_NAMES)
+
+
+def test_sigkill_leaves_only_whole_checkpoints(tmp_path):
+    for delay in (0.0, 0.13, 0.31):
+        run = tmp_path / f"run{delay}"
+        proc = _spawn(run, 20000)
+        _wait_for_checkpoint(run, proc)
+        time.sleep(delay)
+        proc.kill()
+        proc.wait()
+        for path in (run / "checkpoints").glob("step_*.npz"):
+            checkpoint.load(path)   # raises on a torn file
