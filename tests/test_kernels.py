@@ -7,7 +7,7 @@ from hypothesis.extra import numpy as hnp
 
 from tinymod import kernels
 
-pytestmark = pytest.mark.skipif(not kernels.NUMBA, reason="numba is not importable")
+pytestmark = pytest.mark.skipif(not kernels.numba_enabled(), reason="numba is not importable")
 
 TOL = {np.float32: dict(rtol=1e-5, atol=1e-5), np.float64: dict(rtol=1e-12, atol=1e-12)}
 

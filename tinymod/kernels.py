@@ -19,32 +19,37 @@ import numpy as np
 from tinymod.backend import namespace
 
 
-def _load_numba():
-    if os.environ.get("TINYMOD_NUMBA", "1") == "0":
-        return None
-    try:
-        import numba
-    except ImportError:
-        return None
-    return numba
+_numba = None        # the numba module once loaded, False when unavailable or switched off
+_compiled = {}       # plain kernel function -> its numba dispatcher
 
 
-_numba = _load_numba()
-NUMBA = _numba is not None
+def numba_enabled():
+    """Whether kernels run compiled; numba is imported on first use, not on import, so
+    `tinymod --help` and analysis-only imports stay fast."""
+    global _numba
+    if _numba is None:
+        _numba = False
+        if os.environ.get("TINYMOD_NUMBA", "1") != "0":
+            try:
+                import numba
+                _numba = numba
+            except ImportError:
+                pass
+    return _numba is not False
 
 
-def _jit(fn):
-    """numba.njit with an on-disk cache where one can be written, in memory otherwise."""
-    if not NUMBA:
-        return None
-    try:
-        return _numba.njit(cache=True)(fn)
-    except RuntimeError:  # "cannot cache function ...: no locator available"
-        return _numba.njit(fn)
+def compiled(fn):
+    """numba.njit(fn) with an on-disk cache where one can be written, in memory otherwise."""
+    if fn not in _compiled:
+        try:
+            _compiled[fn] = _numba.njit(cache=True)(fn)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            _compiled[fn] = _numba.njit(fn)
+    return _compiled[fn]
 
 
 def _use_numba(*arrays):
-    return NUMBA and namespace(*arrays) is np
+    return namespace(*arrays) is np and numba_enabled()
 
 
 # --- scatter-add of rows: out[idx[i]] += vals[i] -------------------------------------
@@ -63,12 +68,9 @@ def _scatter_add_rows(out, idx, vals):
     return out
 
 
-_scatter_add_rows_nb = _jit(_scatter_add_rows)
-
-
 def scatter_add_rows(out, idx, vals):
     if _use_numba(out, vals):
-        return _scatter_add_rows_nb(out, idx, vals)
+        return compiled(_scatter_add_rows)(out, idx, vals)
     return scatter_add_rows_numpy(out, idx, vals)
 
 
@@ -94,12 +96,9 @@ def _gather_add_act(base, table, idx, bias, relu):
     return out
 
 
-_gather_add_act_nb = _jit(_gather_add_act)
-
-
 def gather_add_act(base, table, idx, bias, relu):
     if _use_numba(base, table):
-        return _gather_add_act_nb(base, table, idx, bias, relu)
+        return compiled(_gather_add_act)(base, table, idx, bias, relu)
     return gather_add_act_numpy(base, table, idx, bias, relu)
 
 
@@ -122,12 +121,9 @@ def _act_backward(dh, h, relu):
     return out
 
 
-_act_backward_nb = _jit(_act_backward)
-
-
 def act_backward(dh, h, relu):
     if _use_numba(dh, h):
-        return _act_backward_nb(dh, h, relu)
+        return compiled(_act_backward)(dh, h, relu)
     return act_backward_numpy(dh, h, relu)
 
 
@@ -178,15 +174,11 @@ def _normalise_rows(e, zy, y):
     return total * inv
 
 
-_shift_rows_nb = _jit(_shift_rows)
-_normalise_rows_nb = _jit(_normalise_rows)
-
-
 def softmax_xent(logits, y):
     if _use_numba(logits):
         # exp is left to NumPy, whose exp is vectorised; numba's calls libm per element
-        z, zy = _shift_rows_nb(logits, y)
+        z, zy = compiled(_shift_rows)(logits, y)
         e = np.exp(z, out=z)                      # (B, p) in place
-        loss = _normalise_rows_nb(e, zy, y)       # e becomes d loss / d logits
+        loss = compiled(_normalise_rows)(e, zy, y)       # e becomes d loss / d logits
         return float(loss), e
     return softmax_xent_numpy(logits, y)
