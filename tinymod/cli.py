@@ -109,3 +109,113 @@ def _print_summary(s):
                f"step {s['step']} after {s['seconds']:.0f} s: "
                f"train accuracy {100 * s['train_acc']:.1f}%, test accuracy {100 * s['test_acc']:.1f}% "
                f"(test loss {s['test_loss']:.3g})\n{grok}")
+
+
+def _load_model(source):
+    """(params, config, folder) from a run folder or a checkpoint file."""
+    from tinymod import checkpoint
+    from tinymod.errors import TinymodError
+    path = checkpoint.resolve_model_path(source)
+    params, config, _ = checkpoint.load(path)
+    if config["seq_len"] != 2:
+        raise TinymodError(f"the analysis reads (a + b) models; {path} has seq_len {config['seq_len']}")
+    return params, config, path.parent
+
+
+def _output_folder(out, default):
+    from pathlib import Path
+    from tinymod.errors import TinymodError
+    folder = Path(out) if out else default
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TinymodError(f"cannot write to {folder}: {e.strerror or e}") from None
+    return folder
+
+
+@main.command()
+@click.argument("source", metavar="RUN_OR_CHECKPOINT")
+@click.option("--out", type=click.Path(), help="folder for fourier.json and the figures  "
+                                               "[default: beside the model]")
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.25,
+              show_default=True, help="key frequencies hold at least this fraction of the "
+                                      "strongest frequency's mean energy share")
+def fourier(source, out, threshold):
+    """Find the Fourier multiplication inside a trained (or constructed) model.
+
+    Writes fourier.json (spectra, key frequencies, energy shares, fit errors, neurons) and
+    the figures fourier_spectra.png, hidden_spectrum_2d.png, neurons_per_frequency.png
+    and clock.png, and prints a summary.
+    """
+    import json
+    from tinymod import fourier as analysis
+    from tinymod import plots
+
+    params, config, folder = _load_model(source)
+    report = analysis.analyze(params, config["activation"], threshold)
+    report["source"] = str(source)
+    folder = _output_folder(out, folder)
+    (folder / "fourier.json").write_text(json.dumps(report, indent=1) + "\n")
+    plots.fourier_spectra(report, folder / "fourier_spectra.png")
+    plots.hidden_spectrum_2d(report, folder / "hidden_spectrum_2d.png")
+    plots.neurons_per_frequency(report, folder / "neurons_per_frequency.png")
+    plots.clock(report, folder / "clock.png")
+    _print_fourier(report, folder)
+
+
+def _print_fourier(r, folder):
+    key = r["key_frequencies"]
+    counts = r["neurons"]["count_per_frequency"]
+    alive = sum(counts[1:])
+    on_key = sum(counts[k] for k in key)
+    lines = [f"p = {r['p']}: {len(key)} key frequencies: {' '.join(map(str, key)) or 'none'}",
+             f"model accuracy on all pairs: {100 * r['accuracy_all_pairs']:.2f}%",
+             "",
+             f"{'component':<32}{'energy at key frequencies':>26}"]
+    labels = {"E": "embedding E", "U": "input table E @ W_ih.T", "W_out": "readout W_out",
+              "hidden": "hidden h_2 over (a, b)", "logits": "logits over c"}
+    for name, label in labels.items():
+        lines.append(f"{label:<32}{100 * r['energy_share'][name]:>25.1f}%")
+    fit = r["fit"]
+    lines += ["",
+              f"{'Fourier-multiplication fit':<32}{'relative error':>16}{'fit accuracy':>14}",
+              f"{'logits ~ cos/sin w_k(a+b-c)':<32}{fit['logits_relative_error']:>16.3g}"
+              f"{100 * fit['logits_fit_accuracy']:>13.1f}%",
+              f"{'hidden ~ cos/sin w_k(a, b, a+b)':<32}{fit['hidden_relative_error']:>16.3g}",
+              "",
+              f"hidden units whose dominant frequency is key: {on_key} of {alive} alive",
+              f"wrote {folder / 'fourier.json'} and 4 figures"]
+    click.echo("\n".join(lines))
+
+
+@main.command()
+@click.option("--p", type=int, required=True, help="modulus")
+@click.option("--freqs", required=True, help="frequencies to plant, comma-separated (e.g. 4,11,23)")
+@click.option("--out", type=click.Path(), required=True, help="folder for model.npz")
+@click.option("--phases", type=int, default=16, show_default=True, help="phases per frequency")
+@click.option("--offsets", type=int, default=16, show_default=True, help="offsets per phase")
+@click.option("--overwrite", is_flag=True, help="replace an existing model.npz in --out")
+def construct(p, freqs, out, phases, offsets, overwrite):
+    """Build, without training, an RNN that adds mod p by Fourier multiplication with
+    exactly the given frequencies, check it classifies every pair, and save it as a
+    checkpoint (OUT/model.npz) that every analysis command reads."""
+    from tinymod import checkpoint
+    from tinymod import construct as builder
+    from tinymod.errors import TinymodError
+
+    try:
+        planted = [int(k) for k in freqs.split(",") if k.strip()]
+    except ValueError:
+        raise TinymodError(f"--freqs must be comma-separated integers, got {freqs!r}") from None
+    params, accuracy = builder.build(p, planted, phases, offsets)
+    folder = _output_folder(out, None)
+    path = folder / "model.npz"
+    if path.exists() and not overwrite:
+        raise TinymodError(f"{path} exists; pass --overwrite to replace it")
+    H = params["W_hh"].shape[0]
+    config = {"p": p, "d_embed": params["E"].shape[1], "d_hidden": H, "activation": "relu",
+              "seq_len": 2, "frac": 0.3, "seed": 0, "step": 0, "dtype": "float64",
+              "constructed": {"freqs": sorted(set(planted)), "phases": phases, "offsets": offsets}}
+    checkpoint.save(path, params, config)
+    click.echo(f"wrote {path}: p = {p}, frequencies {sorted(set(planted))}, H = {H}, "
+               f"accuracy on all pairs {100 * accuracy:.1f}%")

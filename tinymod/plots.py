@@ -53,3 +53,80 @@ def weight_norm(rows, path, title=""):
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+COMPONENT_LABELS = {"E": "embedding E", "U": "input table E @ W_ihᵀ", "W_out": "readout W_out",
+                    "logits": "logits (over c)", "hidden": "hidden h_2 (a, b, a±b terms)"}
+
+
+def fourier_spectra(report, path):
+    """Each component's share of non-constant energy per frequency (log scale); key
+    frequencies marked."""
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    for name, label in COMPONENT_LABELS.items():
+        spec = report["spectra"][name]
+        total = sum(spec[1:]) or 1.0
+        ax.plot(range(1, len(spec)), [max(e / total, 1e-12) for e in spec[1:]], marker=".", label=label)
+    for k in report["key_frequencies"]:
+        ax.axvline(k, color="grey", alpha=0.3, lw=3)
+    ax.set(yscale="log", xlabel="frequency k", ylabel="share of non-constant energy",
+           ylim=(1e-8, 1.5), title=f"Fourier spectra, p = {report['p']}; key frequencies "
+                                    f"{', '.join(map(str, report['key_frequencies']))} (grey)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def hidden_spectrum_2d(report, path):
+    """log10 energy of the hidden state per frequency pair (k_a, k_b)."""
+    import numpy as np
+    energy = np.array(report["hidden_spectrum_2d"])
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    image = ax.imshow(np.log10(energy + 1e-12 * energy.max()), origin="lower", cmap="viridis")
+    fig.colorbar(image, ax=ax, label="log10 energy")
+    ax.set(xlabel="frequency of b", ylabel="frequency of a", title="hidden state h_2 over (a, b)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def neurons_per_frequency(report, path):
+    counts = report["neurons"]["count_per_frequency"]
+    key = set(report["key_frequencies"])
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    ax.bar(range(1, len(counts)), counts[1:],
+           color=["C3" if k in key else "C0" for k in range(1, len(counts))])
+    ax.set(xlabel="dominant frequency", ylabel="hidden units",
+           title=f"units per dominant frequency (red: key; {counts[0]} dead units not shown)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def clock(report, path):
+    """Each key frequency's embedding of every residue, on its own circle, labelled."""
+    import numpy as np
+    clocks = report["clock"]
+    n = max(len(clocks), 1)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (k, points) in zip(axes.flat, clocks.items()):
+        xy = np.array(points)
+        ax.axis("on")
+        ax.scatter(xy[:, 0], xy[:, 1], s=8)
+        step = max(1, len(xy) // 40)
+        for a in range(0, len(xy), step):
+            ax.annotate(str(a), xy[a], fontsize=6)
+        ax.set(aspect="equal", title=f"k = {k}", xticks=[], yticks=[])
+    fig.suptitle("the clock: embeddings restricted to each key frequency")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

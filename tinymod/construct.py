@@ -1,0 +1,83 @@
+"""An RNN built by hand that adds residues by Fourier multiplication with chosen frequencies.
+
+Nothing here is trained. The construction (letters: K planted frequencies, M phases,
+R offsets, beta = 2):
+
+* E[a] = (cos w_k a, sin w_k a) for each planted k: D = 2K, nothing at other frequencies.
+* Hidden unit 0 is a constant 1 at t = 1 (bias 1, no input). Units 1..2K are carriers:
+  they copy cos/sin(w_k a) + beta into h_1 (beta keeps ReLU in its linear part).
+* Product units (k, j, r), with phase phi_j = 2 pi j / M and offset theta_r = 2 pi r / R:
+  W_hh reads the carriers (minus beta, through unit 0) and W_ih the second token, so
+      pre_2 = cos(w_k a - phi_j) + cos(w_k b - phi_j - theta_r)
+            = 2 cos((d + theta_r) / 2) cos(m - phi_j),   d = w_k (a - b),  m = (w_k (a + b) - theta_r) / 2.
+* The readout W_out[c, (k, j, r)] = cos(2 phi_j + theta_r - w_k c). Summing relu(pre_2) over
+  the M phases keeps the second harmonic of relu(cos): |cos((d + theta_r)/2)| cos(w_k (a + b - c)),
+  and summing over the R offsets makes the amplitude nearly independent of a - b. The
+  logits are then close to  const * sum_k cos(w_k (a + b - c)), largest at c = a + b mod p.
+
+What is left over (harmonics M +- 2 aliased by the finite phase grid, the ripple of the
+offset sum) stays at the planted frequencies on the answer axis, so E, E @ W_ih.T and W_out
+hold energy at the planted frequencies alone. `build` checks every pair is classified right.
+"""
+import numpy as np
+
+from tinymod import rnn
+from tinymod.data import all_tuples, targets
+from tinymod.errors import TinymodError
+
+BETA = 2.0
+
+
+def check_freqs(p, freqs):
+    freqs = sorted(set(int(k) for k in freqs))
+    if p < 3:
+        raise TinymodError(f"p must be at least 3 to plant a frequency, got {p}")
+    if not freqs:
+        raise TinymodError("give at least one frequency")
+    bad = [k for k in freqs if not 1 <= k <= (p - 1) // 2]
+    if bad:
+        raise TinymodError(f"frequencies must lie in 1..{(p - 1) // 2} for p = {p}, got {bad}")
+    return freqs
+
+
+def build(p, freqs, phases=16, offsets=8, dtype="float64"):
+    """(params, accuracy on all pairs) of the hand-built RNN; raises if any pair is wrong."""
+    freqs = check_freqs(p, freqs)
+    if phases < 4 or offsets < 1:
+        raise TinymodError(f"need at least 4 phases and 1 offset, got {phases} and {offsets}")
+    K = len(freqs)
+    D, H = 2 * K, 1 + 2 * K + K * phases * offsets
+    n = np.arange(p)
+    E = np.zeros((p, D))
+    W_ih, W_hh, b_h = np.zeros((H, D)), np.zeros((H, H)), np.zeros(H)
+    W_out = np.zeros((p, H))
+    b_h[0] = 1.0                                         # unit 0: h_1 = 1
+    phi = 2 * np.pi * np.arange(phases) / phases
+    theta = 2 * np.pi * np.arange(offsets) / offsets
+    unit = 1 + 2 * K
+    for i, k in enumerate(freqs):
+        w = 2 * np.pi * k / p
+        cos_in, sin_in = 2 * i, 2 * i + 1                # embedding columns
+        cos_unit, sin_unit = 1 + 2 * i, 2 + 2 * i        # carrier units
+        E[:, cos_in], E[:, sin_in] = np.cos(w * n), np.sin(w * n)
+        W_ih[cos_unit, cos_in] = W_ih[sin_unit, sin_in] = 1.0
+        b_h[cos_unit] = b_h[sin_unit] = BETA
+        for ph in phi:
+            for th in theta:
+                # second token: cos(w b - ph - th) = cos(ph + th) cos(w b) + sin(ph + th) sin(w b)
+                W_ih[unit, cos_in], W_ih[unit, sin_in] = np.cos(ph + th), np.sin(ph + th)
+                # first token, from the carriers: cos(w a - ph), removing beta through unit 0
+                W_hh[unit, cos_unit], W_hh[unit, sin_unit] = np.cos(ph), np.sin(ph)
+                W_hh[unit, 0] = -BETA * (np.cos(ph) + np.sin(ph))
+                W_out[:, unit] = np.cos(2 * ph + th - w * n)
+                unit += 1
+    W_out /= phases * offsets
+    params = {"E": E, "W_ih": W_ih, "W_hh": W_hh, "b_h": b_h, "W_out": W_out, "b_out": np.zeros(p)}
+    params = {k: v.astype(dtype) for k, v in params.items()}
+    x = all_tuples(p, 2)
+    logits, _ = rnn.forward(params, x, "relu")
+    accuracy = float(np.mean(np.argmax(logits, axis=1) == targets(x, p)))
+    if accuracy < 1.0:
+        raise TinymodError(f"frequencies {freqs} with {phases} phases classify only "
+                           f"{100 * accuracy:.2f}% of pairs mod {p}; add frequencies or phases")
+    return params, accuracy
