@@ -103,7 +103,7 @@ def train(preset_name, config_file, out, resume, overwrite, **flags):
 
 
 def _print_summary(s):
-    grok = (f"test accuracy first reached 99% at step {s['grok_step']} ({s['grok_seconds']:.0f} s)"
+    grok = (f"test accuracy first reached 99% at step {s['grok_step']} ({s['grok_seconds']:.1f} s)"
             if s["grok_step"] is not None else "test accuracy has not reached 99% yet")
     click.echo(f"run: {s['out']}\n"
                f"step {s['step']} after {s['seconds']:.0f} s: "
