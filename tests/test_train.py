@@ -238,3 +238,34 @@ def test_sigkill_leaves_only_whole_checkpoints(tmp_path):
         proc.wait()
         for path in (run / "checkpoints").glob("step_*.npz"):
             checkpoint.load(path)   # raises on a torn file
+
+
+class _Terminal:
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self):
+        return True
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+
+def test_progress_is_a_live_bar_on_a_terminal_and_lines_elsewhere():
+    import io
+    row = {"step": 0, "train_loss": 4.7, "train_acc": 0.01, "test_loss": 4.7, "test_acc": 0.0, "seconds": 0}
+    rows = [{**row, "step": s, "test_acc": s / 1000} for s in range(0, 1001, 10)]
+    term, pipe = _Terminal(), io.StringIO()
+    for stream in (term, pipe):
+        progress = train.Progress(stream)
+        progress.start(0, 1000, rows[0])
+        for r in rows[1:]:
+            progress.update(r["step"], r)
+        progress.close()
+    assert term.text.count("\r") == len(rows) and "[####################]" in term.text
+    lines = pipe.getvalue().splitlines()
+    assert 15 <= len(lines) <= 25 and "\r" not in pipe.getvalue()
+    assert lines[-1].startswith("step 1000/1000") and "test loss" in lines[-1]
