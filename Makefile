@@ -25,9 +25,9 @@ install: $(STAMP) ## create .venv and install tinymod with its test tools, pinne
 test: $(STAMP) ## run the whole test suite (gradients, kernels, data, optimiser, CLI)
 	$(BIN)/pytest -q
 
-train: $(STAMP) ## train the default preset into runs/default (replacing it), then analyse it
+train: $(STAMP) ## train the default preset into runs/default (replacing it), then write its report
 	$(BIN)/tinymod train --out runs/default --overwrite
-	$(BIN)/tinymod fourier runs/default
+	$(BIN)/tinymod report runs/default
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

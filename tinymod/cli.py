@@ -133,13 +133,16 @@ def _output_folder(out, default):
     return folder
 
 
+THRESHOLD = click.option(
+    "--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.25, show_default=True,
+    help="key frequencies hold at least this fraction of the strongest frequency's mean energy share")
+OUT = click.option("--out", type=click.Path(), help="folder for the outputs  [default: beside the model]")
+
+
 @main.command()
 @click.argument("source", metavar="RUN_OR_CHECKPOINT")
-@click.option("--out", type=click.Path(), help="folder for fourier.json and the figures  "
-                                               "[default: beside the model]")
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.25,
-              show_default=True, help="key frequencies hold at least this fraction of the "
-                                      "strongest frequency's mean energy share")
+@OUT
+@THRESHOLD
 def fourier(source, out, threshold):
     """Find the Fourier multiplication inside a trained (or constructed) model.
 
@@ -147,20 +150,11 @@ def fourier(source, out, threshold):
     the figures fourier_spectra.png, hidden_spectrum_2d.png, neurons_per_frequency.png
     and clock.png, and prints a summary.
     """
-    import json
-    from tinymod import fourier as analysis
-    from tinymod import plots
+    from tinymod.report import run_fourier
 
     params, config, folder = _load_model(source)
-    report = analysis.analyze(params, config["activation"], threshold)
-    report["source"] = str(source)
     folder = _output_folder(out, folder)
-    (folder / "fourier.json").write_text(json.dumps(report, indent=1) + "\n")
-    plots.fourier_spectra(report, folder / "fourier_spectra.png")
-    plots.hidden_spectrum_2d(report, folder / "hidden_spectrum_2d.png")
-    plots.neurons_per_frequency(report, folder / "neurons_per_frequency.png")
-    plots.clock(report, folder / "clock.png")
-    _print_fourier(report, folder)
+    _print_fourier(run_fourier(params, config, folder, threshold), folder)
 
 
 def _print_fourier(r, folder):
@@ -186,6 +180,77 @@ def _print_fourier(r, folder):
               f"hidden units whose dominant frequency is key: {on_key} of {alive} alive",
               f"wrote {folder / 'fourier.json'} and 4 figures"]
     click.echo("\n".join(lines))
+
+
+@main.command()
+@click.argument("source", metavar="RUN_OR_CHECKPOINT")
+@OUT
+@THRESHOLD
+def svd(source, out, threshold):
+    """Singular values of E, W_ih, W_hh, W_out and of the tables a residue sees; energy in the
+    top r, effective rank at 90% and 99%, and the frequency of each top singular vector.
+    Writes svd.json and singular_values.png."""
+    from tinymod.report import run_svd
+
+    params, config, folder = _load_model(source)
+    folder = _output_folder(out, folder)
+    report = run_svd(params, config, folder, threshold)
+    click.echo(f"{'matrix':<14}{'shape':>11}{'rank 90%':>10}{'rank 99%':>10}{'energy in top 2K':>18}")
+    for name, e in report.items():
+        share = e.get("energy_share_key_rank")
+        click.echo(f"{name:<14}{e['shape'][0]:>5} x {e['shape'][1]:<3}{e['rank_90']:>10}{e['rank_99']:>10}"
+                   f"{'' if share is None else f'{100 * share:.1f}%':>18}")
+    click.echo(f"wrote {folder / 'svd.json'} and singular_values.png")
+
+
+@main.command()
+@click.argument("source", metavar="RUN_OR_CHECKPOINT")
+@OUT
+@THRESHOLD
+@click.option("--site", type=click.Choice(["both", "embedding", "readout"]), default="both",
+              show_default=True, help="where frequencies are projected out: the embedding E, "
+              "the readout W_out and b_out, or both (so no path can carry them)")
+@click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True,
+              help="random orders of the key frequencies, as a control")
+def ablate(source, out, threshold, site, seeds):
+    """Remove Fourier frequencies and measure accuracy and loss on all pairs and the test
+    split: every frequency alone, then the key frequencies one after another, beside
+    controls. Writes ablation.json, ablation_single.png and ablation_cumulative.png."""
+    from tinymod.report import run_ablate
+
+    params, config, folder = _load_model(source)
+    folder = _output_folder(out, folder)
+    r = run_ablate(params, config, folder, threshold, site, seeds)
+    key_single = [s for s in r["single"] if s["is_key"]]
+    click.echo(f"baseline accuracy {100 * r['baseline']['accuracy']:.2f}% (site: {r['site']})")
+    if key_single:
+        worst = min(key_single, key=lambda s: s["accuracy"])
+        click.echo(f"one key frequency removed: worst is k = {worst['frequency']}, "
+                   f"{100 * worst['accuracy']:.2f}%")
+    click.echo("key frequencies removed one after another: " +
+               ", ".join(f"{len(c['removed'])}: {100 * c['accuracy']:.1f}%" for c in r["cumulative"]))
+    click.echo("control, as many non-key frequencies:      " +
+               ", ".join(f"{len(c['removed'])}: {100 * c['accuracy']:.1f}%" for c in r["control_non_key"]))
+    click.echo(f"wrote {folder / 'ablation.json'} and 2 figures")
+
+
+@main.command()
+@click.argument("source", metavar="RUN")
+@THRESHOLD
+def report(source, threshold):
+    """Run fourier, svd and ablate on a run and write report.md beside it: the training
+    curves, every figure, and our numbers beside the paper's claims."""
+    from tinymod import train as training
+    from tinymod.report import run_report
+
+    params, config, folder = _load_model(source)
+    rows = training.read_metrics(folder / "metrics.jsonl")
+    summary = training.summarize(rows, folder) if rows else None
+    path, claims = run_report(params, config, folder, summary, threshold)
+    width = max(len(c[0]) for c in claims)
+    for claim, _, _, verdict in claims:
+        click.echo(f"{claim:<{width}}  {verdict}")
+    click.echo(f"wrote {path}")
 
 
 @main.command()

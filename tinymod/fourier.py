@@ -180,6 +180,14 @@ def hidden_spectrum(energy_2d):
     return np.concatenate([[energy_2d[0, 0]], energy_2d[k, 0] + energy_2d[0, k] + energy_2d[k, k]])
 
 
+def weight_key_frequencies(params, threshold=0.25):
+    """(key frequencies, mean share per frequency) from the weights alone (E, E @ W_ih.T,
+    W_out): the cheap part of `analyze`, for commands that need only the key."""
+    E, W_ih, W_out = (np.asarray(params[k], dtype=np.float64) for k in ("E", "W_ih", "W_out"))
+    spectra = [spectrum(E), spectrum(E @ W_ih.T), spectrum(W_out)]
+    return key_frequencies(spectra, threshold), np.mean([shares(s) for s in spectra], axis=0)
+
+
 def analyze(params, activation="relu", threshold=0.25):
     """The whole Fourier picture of a seq_len-2 model, as plain JSON-ready data."""
     p = params["E"].shape[0]

@@ -130,3 +130,60 @@ def clock(report, path):
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def singular_values(report, path):
+    """Each matrix's singular values, normalised by the largest (log scale)."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for name, entry in report.items():
+        s = entry["singular_values"]
+        ax.plot(range(1, len(s) + 1), [max(v / s[0], 1e-10) for v in s], marker=".", ms=3,
+                label=f"{name} (90%: rank {entry['rank_90']})")
+    key_rank = next((e["key_rank"] for e in report.values() if "key_rank" in e), None)
+    if key_rank:
+        ax.axvline(key_rank, color="grey", ls="--", label=f"2 × key frequencies = {key_rank}")
+    ax.set(yscale="log", xscale="log", xlabel="index", ylabel="σ_i / σ_1",
+           title="singular values", ylim=(1e-6, 1.5))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def ablation_single(report, path):
+    """Accuracy on all pairs after removing each frequency alone."""
+    single = report["single"]
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    ax.bar([s["frequency"] for s in single], [100 * s["accuracy"] for s in single],
+           color=["C3" if s["is_key"] else "C0" for s in single])
+    ax.axhline(100 * report["baseline"]["accuracy"], color="k", lw=0.8, label="no ablation")
+    ax.set(xlabel="frequency removed", ylabel="accuracy, all pairs (%)", ylim=(0, 102),
+           title=f"removing one frequency (red: key), site: {report['site']}")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def ablation_cumulative(report, path):
+    """Accuracy as key frequencies are removed one after another, beside the controls."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    x0 = [0]
+    base = [100 * report["baseline"]["accuracy"]]
+
+    def curve(points):
+        return x0 + [len(c["removed"]) for c in points], base + [100 * c["accuracy"] for c in points]
+
+    for i, order in enumerate(report["control_random_key_orders"]):
+        ax.plot(*curve(order), color="C1", alpha=0.35, label="key, random orders" if i == 0 else None)
+    ax.plot(*curve(report["cumulative"]), "o-", color="C3", label="key, strongest first")
+    ax.plot(*curve(report["control_non_key"]), "s-", color="C0", label="non-key (control)")
+    ax.set(xlabel="frequencies removed", ylabel="accuracy, all pairs (%)", ylim=(-2, 102),
+           title="removing frequencies one after another")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

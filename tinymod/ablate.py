@@ -1,0 +1,84 @@
+"""Ablation: remove Fourier frequencies from the model and measure what is left.
+
+Removing frequency k projects it out of every residue-indexed weight at the chosen site:
+    embedding  E     <- (I - P_k) E               (the way residues enter)
+    readout    W_out <- (I - P_k) W_out, b_out likewise  (the way answers leave)
+    both       both of the above (the default: the frequency is gone from the input
+               and from the output, so no path through the network can carry it)
+where P_k = B_k.T B_k projects onto frequency k's rows of the real Fourier basis.
+"""
+import numpy as np
+
+from tinymod import fourier, rnn
+from tinymod.data import all_tuples, make_dataset, targets
+
+SITES = ("embedding", "readout", "both")
+
+
+def projector(p, freqs):
+    """(p, p) orthogonal projector onto the given frequencies (k = 0 is the constant)."""
+    basis = fourier.fourier_basis(p)
+    rows = basis.matrix[np.isin(basis.freqs, list(freqs))]
+    return rows.T @ rows
+
+
+def remove(params, freqs, site="both"):
+    """A copy of params with the frequencies projected out of the residue axes at `site`."""
+    if site not in SITES:
+        raise ValueError(f"site must be one of {SITES}, got {site!r}")
+    out = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
+    keep = np.eye(out["E"].shape[0]) - projector(out["E"].shape[0], freqs)
+    if site in ("embedding", "both"):
+        out["E"] = keep @ out["E"]
+    if site in ("readout", "both"):
+        out["W_out"] = keep @ out["W_out"]
+        out["b_out"] = keep @ out["b_out"]
+    return out
+
+
+class Evaluator:
+    """Accuracy and loss on all pairs and on the run's test split."""
+
+    def __init__(self, p, activation="relu", frac=0.3, seed=0):
+        self.activation = activation
+        self.x_all = all_tuples(p, 2)
+        self.y_all = targets(self.x_all, p)
+        ds = make_dataset(p, 2, frac, seed)
+        self.x_test, self.y_test = ds.x_test, ds.y_test
+
+    def __call__(self, params):
+        loss, acc = rnn.evaluate(params, self.x_all, self.y_all, self.activation)
+        test_loss, test_acc = rnn.evaluate(params, self.x_test, self.y_test, self.activation)
+        return {"accuracy": acc, "loss": loss, "test_accuracy": test_acc, "test_loss": test_loss}
+
+
+def cumulative(params, order, evaluate, site):
+    """Remove the frequencies in `order` one after another; a point after each."""
+    return [{"removed": [int(k) for k in order[:n]], **evaluate(remove(params, order[:n], site))}
+            for n in range(1, len(order) + 1)]
+
+
+def analyze(params, config, key, strength, site="both", seeds=5):
+    """baseline, single (every k), cumulative over key frequencies (strongest first), and
+    the controls: as many non-key frequencies (random order, seed 0) and random orders of
+    the key frequencies over `seeds` seeds."""
+    p = params["E"].shape[0]
+    evaluate = Evaluator(p, config.get("activation", "relu"), config.get("frac", 0.3),
+                         config.get("seed", 0))
+    freqs = list(range(1, p // 2 + 1))
+    key_order = sorted(key, key=lambda k: -strength[k])
+    others = [k for k in freqs if k not in key]
+    rng = np.random.default_rng(0)
+    non_key = [int(k) for k in rng.permutation(others)[:len(key)]]
+    random_orders = [[int(k) for k in np.random.default_rng(s).permutation(key)] for s in range(seeds)]
+    return {
+        "site": site,
+        "key_frequencies": list(key),
+        "baseline": evaluate(params),
+        "single": [{"frequency": k, "is_key": k in key, **evaluate(remove(params, [k], site))}
+                   for k in freqs],
+        "cumulative": cumulative(params, key_order, evaluate, site),
+        "control_non_key": cumulative(params, non_key, evaluate, site),
+        "control_random_key_orders": [cumulative(params, order, evaluate, site)
+                                      for order in random_orders],
+    }

@@ -1,0 +1,71 @@
+"""Low rank: singular values of the weights and of the tables a residue sees, their energy,
+effective rank, and which Fourier frequency each top singular vector belongs to.
+
+Letters: p residues, D embedding width, H hidden width. "Energy" of a matrix is the sum of
+its squared singular values (its squared Frobenius norm).
+"""
+import numpy as np
+
+from tinymod import fourier
+
+TOP_VECTORS = 20   # residue-axis singular vectors whose frequency is reported
+
+
+def matrices(params, activation="relu"):
+    """The weights and the residue tables: name -> (matrix, whether rows are residues)."""
+    P = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    U = P["E"] @ P["W_ih"].T                                    # (p, H) second-token table
+    pre1 = U + P["b_h"]
+    H1 = np.maximum(pre1, 0) if activation == "relu" else np.tanh(pre1)
+    return {
+        "E": (P["E"], True),
+        "W_ih": (P["W_ih"], False),
+        "W_hh": (P["W_hh"], False),
+        "W_out": (P["W_out"], True),
+        "E @ W_ih.T": (U, True),                                 # what token b writes in
+        "h_1 @ W_hh.T": (H1 @ P["W_hh"].T, True),                # what token a carries to step 2
+    }
+
+
+def energy_shares(singular_values):
+    """Share of energy in the top r singular values, for r = 1..n (monotone, ends at 1)."""
+    energy = np.asarray(singular_values, dtype=np.float64) ** 2
+    total = energy.sum()
+    return np.cumsum(energy) / total if total > 0 else np.ones_like(energy)
+
+
+def effective_rank(shares, level):
+    """The smallest r whose top-r singular values hold at least `level` of the energy."""
+    return int(np.searchsorted(shares, level - 1e-12) + 1)
+
+
+def vector_frequency(u):
+    """(dominant frequency, the fraction of the vector's energy at that frequency) of a
+    residue-indexed vector u (p,)."""
+    shares = fourier.spectrum(u) / max(np.dot(u, u), 1e-300)
+    k = int(np.argmax(shares))
+    return k, float(shares[k])
+
+
+def analyze(params, activation="relu", key=()):
+    """Per matrix: singular values, energy in the top r, rank at 90% and 99%, the energy in
+    the top 2 * len(key) (a cos/sin pair per key frequency), and for residue-axis matrices
+    the frequency and purity of each of the top singular vectors."""
+    report = {}
+    for name, (M, residues) in matrices(params, activation).items():
+        u, s, _ = np.linalg.svd(M, full_matrices=False)
+        shares = energy_shares(s)
+        entry = {"shape": list(M.shape), "singular_values": s.tolist(),
+                 "energy_share_top": shares.tolist(),
+                 "rank_90": effective_rank(shares, 0.90), "rank_99": effective_rank(shares, 0.99)}
+        if key:
+            r = min(2 * len(key), len(s))
+            entry["key_rank"] = r
+            entry["energy_share_key_rank"] = float(shares[r - 1])
+        if residues:
+            top = [vector_frequency(u[:, i]) for i in range(min(TOP_VECTORS, len(s)))]
+            entry["top_vectors"] = [{"index": i, "frequency": k, "purity": purity,
+                                     "is_key": k in key}
+                                    for i, (k, purity) in enumerate(top)]
+        report[name] = entry
+    return report
