@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tinymod-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train clean
+.PHONY: help install test train lectures clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -22,12 +22,15 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml constraints.txt $(wildcard tiny
 
 install: $(STAMP) ## create .venv and install tinymod with its test tools, pinned
 
-test: $(STAMP) ## run the whole test suite (gradients, kernels, data, optimiser, CLI)
+test: $(STAMP) ## run the whole test suite, lectures included
 	$(BIN)/pytest -q
 
 train: $(STAMP) ## train the default preset into runs/default (replacing it), then write its report
 	$(BIN)/tinymod train --out runs/default --overwrite
 	$(BIN)/tinymod report runs/default
+
+lectures: $(STAMP) ## run every lecture in lectures/ and regenerate lectures/figures
+	$(BIN)/python tests/run_lectures.py lectures
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
