@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tinymod-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train lectures clean
+.PHONY: help install test train lectures gpu-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ train: $(STAMP) ## train the default preset into runs/default (replacing it), th
 
 lectures: $(STAMP) ## run every lecture in lectures/ and regenerate lectures/figures
 	$(BIN)/python tests/run_lectures.py lectures
+
+gpu-check: ## on a machine with an NVIDIA GPU and CuPy: backend tests, agreement, CPU vs GPU step times
+	python3 tests/gpu_check.py
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

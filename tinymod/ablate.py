@@ -10,6 +10,7 @@ where P_k = B_k.T B_k projects onto frequency k's rows of the real Fourier basis
 import numpy as np
 
 from tinymod import fourier, rnn
+from tinymod.backend import asarray, namespace
 from tinymod.data import all_tuples, make_dataset, targets
 
 SITES = ("embedding", "readout", "both")
@@ -23,11 +24,14 @@ def projector(p, freqs):
 
 
 def remove(params, freqs, site="both"):
-    """A copy of params with the frequencies projected out of the residue axes at `site`."""
+    """A float64 copy of params with the frequencies projected out of the residue axes at
+    `site`, on the params' own backend."""
     if site not in SITES:
         raise ValueError(f"site must be one of {SITES}, got {site!r}")
-    out = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
-    keep = np.eye(out["E"].shape[0]) - projector(out["E"].shape[0], freqs)
+    xp = namespace(params["E"])
+    out = {k: asarray(xp, v, xp.float64, like=v, copy=True) for k, v in params.items()}
+    p = out["E"].shape[0]
+    keep = asarray(xp, np.eye(p) - projector(p, freqs), xp.float64, like=out["E"])
     if site in ("embedding", "both"):
         out["E"] = keep @ out["E"]
     if site in ("readout", "both"):
@@ -47,8 +51,10 @@ class Evaluator:
         self.x_test, self.y_test = ds.x_test, ds.y_test
 
     def __call__(self, params):
-        loss, acc = rnn.evaluate(params, self.x_all, self.y_all, self.activation)
-        test_loss, test_acc = rnn.evaluate(params, self.x_test, self.y_test, self.activation)
+        xp, like = namespace(params["E"]), params["E"]
+        on = lambda a: asarray(xp, a, like=like)          # tokens to the params' device
+        loss, acc = rnn.evaluate(params, on(self.x_all), on(self.y_all), self.activation)
+        test_loss, test_acc = rnn.evaluate(params, on(self.x_test), on(self.y_test), self.activation)
         return {"accuracy": acc, "loss": loss, "test_accuracy": test_acc, "test_loss": test_loss}
 
 

@@ -1,32 +1,81 @@
-"""The array namespace `xp`: NumPy by default, CuPy when the arrays live on a GPU.
+"""The array namespace `xp`: NumPy by default, CuPy on a GPU, or any array-API library.
 
-Library code never imports numpy as its maths namespace directly; it asks
-`namespace(*arrays)` for the module that owns its inputs, so one copy of the maths
-serves both devices. Arrays become NumPy only at the edges (files, plots, printing)
-through `to_numpy`. CuPy is never imported here unless an array already is one.
+Library code never hard-codes numpy as its maths namespace: it asks `namespace(*arrays)`
+for the module that owns its inputs, so one copy of the maths serves every device. The
+shared path uses only the Python array API standard (functions, not methods; no in-place
+fancy-index adds; `xp.astype`; devices passed explicitly), which the tests enforce by
+running it on `array_api_strict` placed on a non-default device. Arrays become NumPy only
+at the edges (files, plots, printing) through `to_numpy`. CuPy is imported only by
+`get("cupy")`; numba kernels stay the NumPy fast path (tinymod.kernels).
 """
 import sys
 
 import numpy
 
+from tinymod.errors import TinymodError
+
+BACKENDS = ("numpy", "cupy")
+
+
+def get(name):
+    """The array module for a backend name; a clear error if CuPy or a GPU is missing."""
+    if name == "numpy":
+        return numpy
+    if name != "cupy":
+        raise TinymodError(f"backend must be one of {', '.join(BACKENDS)}, got {name!r}")
+    try:
+        import cupy
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            raise RuntimeError("no CUDA device found")
+    except Exception as e:  # ImportError, CUDA driver or runtime errors
+        raise TinymodError(f"--backend cupy needs CuPy (pip install 'tinymod[gpu]') and an "
+                           f"NVIDIA GPU: {type(e).__name__}: {e}".splitlines()[0]) from None
+    return cupy
+
 
 def namespace(*arrays):
-    """The array module that owns `arrays` (numpy unless any is a CuPy array)."""
-    if "cupy" in sys.modules:
-        cupy = sys.modules["cupy"]
-        if any(isinstance(a, cupy.ndarray) for a in arrays):
-            return cupy
+    """The array module that owns `arrays`: numpy, cupy, or the array's own namespace."""
+    for a in arrays:
+        if isinstance(a, numpy.ndarray) or numpy.isscalar(a):
+            continue
+        if "cupy" in sys.modules and isinstance(a, sys.modules["cupy"].ndarray):
+            return sys.modules["cupy"]
+        if hasattr(a, "__array_namespace__"):
+            return a.__array_namespace__()
     return numpy
 
 
-def is_numpy(xp):
-    return xp is numpy
+def _native(xp):
+    return xp is numpy or xp.__name__ == "cupy"
+
+
+def device(a):
+    return getattr(a, "device", None)
+
+
+def asarray(xp, value, dtype=None, like=None, copy=None):
+    """`value` as an array of `xp`, on the device of `like` (for array-API libraries)."""
+    if _native(xp):
+        return xp.array(value, dtype=dtype, copy=True) if copy else xp.asarray(value, dtype=dtype)
+    return xp.asarray(value, dtype=dtype, device=device(like) if like is not None else None, copy=copy)
+
+
+def arange(xp, n, like):
+    """0..n-1 on the device of `like`."""
+    if _native(xp):
+        return xp.arange(n)
+    return xp.arange(n, device=device(like))
 
 
 def to_numpy(a):
     """A NumPy copy of `a` (a no-op for NumPy arrays and Python scalars)."""
-    if hasattr(a, "get") and not isinstance(a, numpy.ndarray):
+    if isinstance(a, numpy.ndarray) or numpy.isscalar(a):
+        return numpy.asarray(a)
+    xp = namespace(a)
+    if xp.__name__ == "cupy":
         return a.get()
+    if hasattr(a, "to_device") and hasattr(xp, "__array_namespace_info__"):
+        a = a.to_device(xp.__array_namespace_info__().default_device())
     return numpy.asarray(a)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinymod.backend import to_numpy
 from tinymod.errors import TinymodError
 from tinymod.rnn import ACTIVATIONS, DTYPES, PARAM_NAMES, param_shapes
 
@@ -30,10 +31,10 @@ def save(path, params, config, opt_state=None):
     """Write params (+ optimiser state) and `config` (a dict) to `path`, atomically:
     a temporary file in the same folder, flushed to disk, then os.replace."""
     path = Path(path)
-    arrays = {name: np.asarray(params[name]) for name in PARAM_NAMES}
+    arrays = {name: to_numpy(params[name]) for name in PARAM_NAMES}
     arrays["config"] = np.array(json.dumps({**config, "format_version": FORMAT_VERSION}))
     for key, value in (opt_state or {}).items():
-        arrays[f"opt_{key}"] = np.asarray(value)
+        arrays[f"opt_{key}"] = to_numpy(value)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

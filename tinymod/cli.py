@@ -52,7 +52,7 @@ TRAIN_OPTIONS = [
     ("--stop-at", float, "stop once test accuracy reaches this fraction, e.g. 0.99"),
     ("--seed", int, "seed of the initialisation, the split and the minibatches"),
     ("--dtype", str, "float32 or float64"),
-    ("--backend", str, "array backend (numpy)"),
+    ("--backend", str, "array backend: numpy, or cupy on an NVIDIA GPU"),
 ]
 
 
@@ -111,15 +111,16 @@ def _print_summary(s):
                f"(test loss {s['test_loss']:.3g})\n{grok}")
 
 
-def _load_model(source):
-    """(params, config, folder) from a run folder or a checkpoint file."""
-    from tinymod import checkpoint
+def _load_model(source, backend_name="numpy"):
+    """(params on the backend, config, folder) from a run folder or a checkpoint file."""
+    from tinymod import backend, checkpoint
     from tinymod.errors import TinymodError
+    xp = backend.get(backend_name)
     path = checkpoint.resolve_model_path(source)
     params, config, _ = checkpoint.load(path)
     if config["seq_len"] != 2:
         raise TinymodError(f"the analysis reads (a + b) models; {path} has seq_len {config['seq_len']}")
-    return params, config, path.parent
+    return {k: backend.asarray(xp, v) for k, v in params.items()}, config, path.parent
 
 
 def _output_folder(out, default):
@@ -137,13 +138,16 @@ THRESHOLD = click.option(
     "--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.25, show_default=True,
     help="key frequencies hold at least this fraction of the strongest frequency's mean energy share")
 OUT = click.option("--out", type=click.Path(), help="folder for the outputs  [default: beside the model]")
+BACKEND = click.option("--backend", "backend_name", type=click.Choice(["numpy", "cupy"]), default="numpy",
+                       show_default=True, help="array backend for evaluating the model over all pairs")
 
 
 @main.command()
 @click.argument("source", metavar="RUN_OR_CHECKPOINT")
 @OUT
 @THRESHOLD
-def fourier(source, out, threshold):
+@BACKEND
+def fourier(source, out, threshold, backend_name):
     """Find the Fourier multiplication inside a trained (or constructed) model.
 
     Writes fourier.json (spectra, key frequencies, energy shares, fit errors, neurons) and
@@ -152,7 +156,7 @@ def fourier(source, out, threshold):
     """
     from tinymod.report import run_fourier
 
-    params, config, folder = _load_model(source)
+    params, config, folder = _load_model(source, backend_name)
     folder = _output_folder(out, folder)
     _print_fourier(run_fourier(params, config, folder, threshold), folder)
 
@@ -212,13 +216,14 @@ def svd(source, out, threshold):
               "the readout W_out and b_out, or both (so no path can carry them)")
 @click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True,
               help="random orders of the key frequencies, as a control")
-def ablate(source, out, threshold, site, seeds):
+@BACKEND
+def ablate(source, out, threshold, site, seeds, backend_name):
     """Remove Fourier frequencies and measure accuracy and loss on all pairs and the test
     split: every frequency alone, then the key frequencies one after another, beside
     controls. Writes ablation.json, ablation_single.png and ablation_cumulative.png."""
     from tinymod.report import run_ablate
 
-    params, config, folder = _load_model(source)
+    params, config, folder = _load_model(source, backend_name)
     folder = _output_folder(out, folder)
     r = run_ablate(params, config, folder, threshold, site, seeds)
     key_single = [s for s in r["single"] if s["is_key"]]
@@ -237,13 +242,14 @@ def ablate(source, out, threshold, site, seeds):
 @main.command()
 @click.argument("source", metavar="RUN")
 @THRESHOLD
-def report(source, threshold):
+@BACKEND
+def report(source, threshold, backend_name):
     """Run fourier, svd and ablate on a run and write report.md beside it: the training
     curves, every figure, and our numbers beside the paper's claims."""
     from tinymod import train as training
     from tinymod.report import run_report
 
-    params, config, folder = _load_model(source)
+    params, config, folder = _load_model(source, backend_name)
     rows = training.read_metrics(folder / "metrics.jsonl")
     summary = training.summarize(rows, folder) if rows else None
     path, claims = run_report(params, config, folder, summary, threshold)

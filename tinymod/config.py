@@ -8,10 +8,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from tinymod.backend import BACKENDS
 from tinymod.errors import TinymodError
 from tinymod.rnn import ACTIVATIONS, DTYPES
 
-BACKENDS = ("numpy",)
 MAX_EXAMPLES = 5_000_000   # p**seq_len above this would not fit a laptop's memory
 
 

@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tinymod import rnn
+from tinymod.backend import asarray, namespace, to_numpy
 from tinymod.data import all_tuples
 
 
@@ -40,45 +41,69 @@ def fourier_basis(p):
     return Basis(np.array(rows), names, np.array(freqs))
 
 
+def _float(values):
+    xp = namespace(values)
+    return (np.asarray(values, dtype=np.float64) if xp is np else values), xp
+
+
+def _basis_like(values, p):
+    xp = namespace(values)
+    return asarray(xp, fourier_basis(p).matrix, values.dtype, like=values)
+
+
+def _membership(values, p):
+    """(p, K+1) one-hot: which frequency each basis row belongs to."""
+    freqs = fourier_basis(p).freqs
+    onehot = (freqs[:, None] == np.arange(p // 2 + 1)[None, :]).astype(np.float64)
+    return asarray(namespace(values), onehot, values.dtype, like=values)
+
+
 def project(values, axis=0):
     """Fourier coefficients of `values` along a residue axis (length p), same shape."""
-    values = np.asarray(values, dtype=np.float64)
-    basis = fourier_basis(values.shape[axis]).matrix
-    return np.moveaxis(np.tensordot(basis, values, axes=(1, axis)), 0, axis)
+    values, xp = _float(values)
+    basis = _basis_like(values, values.shape[axis])
+    return xp.moveaxis(xp.tensordot(basis, values, axes=((1,), (axis,))), 0, axis)
 
 
 def project_2d(values):
     """Coefficients over the first two axes, both residues (a, b): B @ M @ B.T per slice."""
-    values = np.asarray(values, dtype=np.float64)
-    basis = fourier_basis(values.shape[0]).matrix
-    return np.einsum("ia,jb,ab...->ij...", basis, basis, values, optimize=True)
+    values, xp = _float(values)
+    basis = _basis_like(values, values.shape[0])
+    over_a = xp.tensordot(basis, values, axes=((1,), (0,)))        # (i, b, ...)
+    return xp.moveaxis(xp.tensordot(basis, over_a, axes=((1,), (1,))), 0, 1)   # (i, j, ...)
 
 
 def spectrum(values, axis=0):
     """Energy per frequency k = 0..K along `axis`, summed over every other axis."""
     coeffs = project(values, axis)
+    xp = namespace(coeffs)
     p = coeffs.shape[axis]
-    energy = np.moveaxis(coeffs**2, axis, 0).reshape(p, -1).sum(axis=1)
-    return np.bincount(fourier_basis(p).freqs, weights=energy, minlength=p // 2 + 1)
+    energy = xp.sum(xp.reshape(xp.moveaxis(coeffs**2, axis, 0), (p, -1)), axis=1)   # (p,)
+    return _membership(coeffs, p).T @ energy
+
+
+def _fold_2d(energy):
+    """Energy per pair of basis rows (p, p, ...) -> per pair of frequencies (K+1, K+1, ...)."""
+    xp = namespace(energy)
+    M = _membership(energy, energy.shape[0])
+    folded = xp.tensordot(M, energy, axes=((0,), (0,)))            # (k_a, b, ...)
+    return xp.moveaxis(xp.tensordot(M, folded, axes=((0,), (1,))), 0, 1)   # (k_a, k_b, ...)
 
 
 def spectrum_2d(values):
     """Energy per frequency pair (k_a, k_b), (K+1, K+1), summed over trailing axes."""
     coeffs = project_2d(values)
+    xp = namespace(coeffs)
     p = coeffs.shape[0]
-    energy = (coeffs**2).reshape(p, p, -1).sum(axis=2)
-    freqs = fourier_basis(p).freqs
-    out = np.zeros((p // 2 + 1, p // 2 + 1))
-    np.add.at(out, (freqs[:, None], freqs[None, :]), energy)
-    return out
+    return _fold_2d(xp.sum(xp.reshape(coeffs**2, (p, p, -1)), axis=2))
 
 
 def shares(spec):
     """Each frequency's share of the non-constant energy (k >= 1); zeros if there is none."""
-    spec = np.asarray(spec, dtype=np.float64)
-    total = spec[1:].sum()
-    out = np.zeros_like(spec)
-    if total > 0:
+    spec, xp = _float(spec)
+    total = xp.sum(spec[1:])
+    out = xp.zeros_like(spec)
+    if float(total) > 0:
         out[1:] = spec[1:] / total
     return out
 
@@ -88,13 +113,17 @@ def shares(spec):
 def model_tables(params, activation="relu"):
     """Everything residue-indexed in a seq_len-2 model, as float64 NumPy arrays:
     E (p, D), U = E @ W_ih.T (p, H), W_out (p, H), hidden h_2 over all (a, b) (p, p, H)
-    and logits over all (a, b, c) (p, p, p)."""
-    params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    and logits over all (a, b, c) (p, p, p). The forward pass over all p^2 pairs runs on
+    the params' own backend; the tables come back to NumPy here, at the edge."""
+    xp = namespace(params["E"])
+    params = {k: asarray(xp, v, xp.float64, like=v) for k, v in params.items()}
     p = params["E"].shape[0]
-    x = all_tuples(p, 2)
+    x = asarray(xp, all_tuples(p, 2), like=params["E"])
     logits, cache = rnn.forward(params, x, activation)
-    return {"E": params["E"], "U": params["E"] @ params["W_ih"].T, "W_out": params["W_out"],
-            "hidden": cache.hs[-1].reshape(p, p, -1), "logits": logits.reshape(p, p, p)}
+    host = {k: to_numpy(v) for k, v in params.items()}
+    return {"E": host["E"], "U": host["E"] @ host["W_ih"].T, "W_out": host["W_out"],
+            "hidden": to_numpy(cache.hs[-1]).reshape(p, p, -1),
+            "logits": to_numpy(logits).reshape(p, p, p)}
 
 
 KEY_RULE = ("k >= 1 is a key frequency when its share of the non-constant energy, averaged "
@@ -115,11 +144,8 @@ def neuron_frequencies(hidden):
     frequency explains. A unit's energy at k is the 2-D energy at (k, 0), (0, k) and
     (k, k) (terms in a, in b, and in a +- b); variance excludes (0, 0). Dead units: k = 0."""
     p, _, H = hidden.shape
-    coeffs = project_2d(hidden)                                   # (p, p, H)
-    freqs = fourier_basis(p).freqs
     K = p // 2
-    energy = np.zeros((K + 1, K + 1, H))
-    np.add.at(energy, (freqs[:, None], freqs[None, :]), coeffs**2)
+    energy = _fold_2d(project_2d(hidden) ** 2)                     # (K+1, K+1, H)
     variance = energy.reshape(-1, H).sum(axis=0) - energy[0, 0]   # (H,)
     k = np.arange(1, K + 1)
     per_freq = energy[k, 0] + energy[0, k] + energy[k, k]         # (K, H)
@@ -183,7 +209,7 @@ def hidden_spectrum(energy_2d):
 def weight_key_frequencies(params, threshold=0.25):
     """(key frequencies, mean share per frequency) from the weights alone (E, E @ W_ih.T,
     W_out): the cheap part of `analyze`, for commands that need only the key."""
-    E, W_ih, W_out = (np.asarray(params[k], dtype=np.float64) for k in ("E", "W_ih", "W_out"))
+    E, W_ih, W_out = (to_numpy(params[k]).astype(np.float64) for k in ("E", "W_ih", "W_out"))
     spectra = [spectrum(E), spectrum(E @ W_ih.T), spectrum(W_out)]
     return key_frequencies(spectra, threshold), np.mean([shares(s) for s in spectra], axis=0)
 

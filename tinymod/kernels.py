@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from tinymod.backend import namespace
+from tinymod.backend import arange, namespace
 
 
 _numba = None        # the numba module once loaded, False when unavailable or switched off
@@ -55,8 +55,14 @@ def _use_numba(*arrays):
 # --- scatter-add of rows: out[idx[i]] += vals[i] -------------------------------------
 
 def scatter_add_rows_numpy(out, idx, vals):
-    """out (p, H) += the rows of vals (B, H) added into the rows idx (B,) names; in place."""
-    np.add.at(out, idx, vals)
+    """out (p, H) += the rows of vals (B, H) added into the rows idx (B,) names; in place.
+
+    Written as a one-hot matmul, onehot(idx).T @ vals: plain array-API code that runs on
+    any backend (the standard has no scatter-add), at the cost of B * p * H multiply-adds.
+    """
+    xp = namespace(out, vals)
+    onehot = xp.astype(idx[:, None] == arange(xp, out.shape[0], out)[None, :], vals.dtype)  # (B, p)
+    out += onehot.T @ vals
     return out
 
 
@@ -79,7 +85,7 @@ def scatter_add_rows(out, idx, vals):
 def gather_add_act_numpy(base, table, idx, bias, relu):
     """act(base (B, H) + table[idx] (B, H) + bias (H,)), act = relu or tanh."""
     xp = namespace(base, table)
-    pre = base + table[idx] + bias                   # (B, H)
+    pre = base + xp.take(table, idx, axis=0) + bias                  # (B, H)
     return xp.maximum(pre, 0) if relu else xp.tanh(pre)
 
 
@@ -107,7 +113,7 @@ def gather_add_act(base, table, idx, bias, relu):
 def act_backward_numpy(dh, h, relu):
     """Back through the activation, using only its output h: relu' = [h > 0], tanh' = 1 - h^2."""
     xp = namespace(dh, h)
-    return dh * (h > 0) if relu else dh * (1 - h * h)
+    return xp.where(h > 0, dh, xp.zeros_like(dh)) if relu else dh * (1 - h * h)
 
 
 def _act_backward(dh, h, relu):
@@ -138,10 +144,10 @@ def softmax_xent_numpy(logits, y):
     B, p = logits.shape
     z = logits - xp.max(logits, axis=1, keepdims=True)            # (B, p), max 0
     lse = xp.log(xp.sum(xp.exp(z), axis=1, keepdims=True))        # (B, 1)
-    onehot = y[:, None] == xp.arange(p)[None, :]                   # (B, p)
-    loss = xp.mean(lse[:, 0] - xp.sum(xp.where(onehot, z, 0), axis=1))
-    dlogits = (xp.exp(z - lse) - onehot) / B                      # (B, p)
-    return float(loss), dlogits.astype(logits.dtype, copy=False)
+    onehot = y[:, None] == arange(xp, p, logits)[None, :]          # (B, p) bool
+    loss = xp.mean(lse[:, 0] - xp.sum(xp.where(onehot, z, xp.zeros_like(z)), axis=1))
+    dlogits = (xp.exp(z - lse) - xp.astype(onehot, logits.dtype)) / B   # (B, p)
+    return float(loss), dlogits
 
 
 def _shift_rows(logits, y):

@@ -13,7 +13,7 @@ bit for bit, so a resumed run continues exactly.
 """
 import math
 
-from tinymod.backend import namespace
+from tinymod.backend import asarray, namespace
 
 
 class AdamW:
@@ -50,6 +50,6 @@ class AdamW:
     def load_state_dict(self, state):
         xp = namespace(*self.m.values())
         self.t = int(state["t"])
-        for name in self.m:
-            self.m[name] = xp.asarray(state[f"m_{name}"], dtype=self.m[name].dtype).copy()
-            self.v[name] = xp.asarray(state[f"v_{name}"], dtype=self.v[name].dtype).copy()
+        for prefix, moments in (("m", self.m), ("v", self.v)):
+            for name, old in moments.items():
+                moments[name] = asarray(xp, state[f"{prefix}_{name}"], old.dtype, like=old, copy=True)

@@ -7,13 +7,14 @@ its squared singular values (its squared Frobenius norm).
 import numpy as np
 
 from tinymod import fourier
+from tinymod.backend import to_numpy
 
 TOP_VECTORS = 20   # residue-axis singular vectors whose frequency is reported
 
 
 def matrices(params, activation="relu"):
     """The weights and the residue tables: name -> (matrix, whether rows are residues)."""
-    P = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    P = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}   # SVDs run on the host
     U = P["E"] @ P["W_ih"].T                                    # (p, H) second-token table
     pre1 = U + P["b_h"]
     H1 = np.maximum(pre1, 0) if activation == "relu" else np.tanh(pre1)

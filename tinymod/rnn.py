@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tinymod.backend import namespace
+from tinymod.backend import asarray, namespace
 from tinymod.kernels import act_backward, gather_add_act, scatter_add_rows, softmax_xent
 
 PARAM_NAMES = ("E", "W_ih", "W_hh", "b_h", "W_out", "b_out")
@@ -33,13 +33,14 @@ def param_shapes(p, d_embed, d_hidden):
             "W_out": (p, H), "b_out": (p,)}
 
 
-def init_params(p, d_embed=128, d_hidden=128, seed=0, dtype="float32", xp=np):
+def init_params(p, d_embed=128, d_hidden=128, seed=0, dtype="float32", xp=np, like=None):
     """PyTorch's default initialisation of the same layers, seeded.
 
     E ~ N(0, 1) (nn.Embedding); every other parameter ~ U(-1/sqrt(H), 1/sqrt(H))
     (nn.RNN and nn.Linear with H inputs). Drawn in float64 from
     numpy.random.default_rng(seed) in the order of PARAM_NAMES, then cast, so the
-    float32 and float64 models start from the same numbers.
+    float32 and float64 models start from the same numbers, on every backend: `xp` is the
+    array module, and `like` an array whose device the parameters should share.
     """
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
@@ -51,7 +52,7 @@ def init_params(p, d_embed=128, d_hidden=128, seed=0, dtype="float32", xp=np):
             value = rng.standard_normal(shape)
         else:
             value = rng.uniform(-bound, bound, shape)
-        params[name] = xp.asarray(value.astype(dtype))
+        params[name] = asarray(xp, value.astype(dtype), like=like)
     return params
 
 
@@ -85,10 +86,10 @@ def forward(params, x, activation="relu"):
     H1 = xp.maximum(pre1, 0) if relu else xp.tanh(pre1)
     hs = []
     if T == 1:
-        h = H1[x[:, 0]]                              # (B, H)
+        h = xp.take(H1, x[:, 0], axis=0)            # (B, H)
     else:
         A = H1 @ W_hh.T                              # (p, H) h_1 @ W_hh.T per first token
-        h = gather_add_act(A[x[:, 0]], U, x[:, 1], b_h, relu)          # h_2 (B, H)
+        h = gather_add_act(xp.take(A, x[:, 0], axis=0), U, x[:, 1], b_h, relu)   # h_2 (B, H)
         hs.append(h)
         for t in range(2, T):
             h = gather_add_act(h @ W_hh.T, U, x[:, t], b_h, relu)      # h_{t+1} (B, H)
@@ -103,7 +104,7 @@ def backward(params, cache, dlogits):
     x, H1, hs, relu = cache
     W_hh, W_out = params["W_hh"], params["W_out"]
     T = x.shape[1]
-    h_T = hs[-1] if hs else H1[x[:, 0]]              # (B, H)
+    h_T = hs[-1] if hs else xp.take(H1, x[:, 0], axis=0)   # (B, H)
     # back through the readout: logits = h_T @ W_out.T + b_out
     dW_out = dlogits.T @ h_T                          # (p, H)
     db_out = xp.sum(dlogits, axis=0)                  # (p,)
@@ -153,5 +154,5 @@ def evaluate(params, x, y, activation="relu", batch_size=None):
         logits, _ = forward(params, xb, activation)
         loss, _ = softmax_xent(logits, yb)
         total_loss += loss * xb.shape[0]
-        correct += int(xp.sum(xp.argmax(logits, axis=1) == yb))
+        correct += int(xp.count_nonzero(xp.argmax(logits, axis=1) == yb))
     return total_loss / n, correct / n

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tinymod import __version__, checkpoint, data, optim, plots, rnn
+from tinymod import backend
 from tinymod.backend import keep_freed_memory, namespace, to_numpy
 from tinymod.config import FIELDS, TrainConfig
 from tinymod.errors import TinymodError
@@ -81,6 +82,7 @@ def prepare_run(config, out, resume=False, overwrite=False, overrides=()):
         raise TinymodError(f"{out} already holds a run; pass --resume to continue it "
                            f"or --overwrite to replace it")
     config.validate()
+    backend.get(config.backend)                 # a missing CuPy or GPU fails before any file is made
     _ensure_writable(out)
     if has_run and overwrite and not resume:
         for name in RUN_FILES:
@@ -127,12 +129,16 @@ def _evaluate(params, ds, config, step, seconds):
             "weight_norm": weight_norm(params), "seconds": round(seconds, 3)}
 
 
-def _batch(ds, config, step):
-    n = len(ds.x_train)
+def _batch(ds, host_train, config, step):
+    """The step's examples: the whole (device-resident) train set, or a minibatch drawn
+    on the host from default_rng([seed, step]) and moved to the device."""
+    n = len(host_train[0])
     if config.batch_size is None or config.batch_size >= n:
         return ds.x_train, ds.y_train
     idx = np.random.default_rng([config.seed, step]).choice(n, config.batch_size, replace=False)
-    return ds.x_train[idx], ds.y_train[idx]
+    xp = namespace(ds.x_train)
+    return (backend.asarray(xp, host_train[0][idx], like=ds.x_train),
+            backend.asarray(xp, host_train[1][idx], like=ds.x_train))
 
 
 def _save(out, step, params, config, opt, seconds):
@@ -149,13 +155,17 @@ def run(config, out, resume=False, overwrite=False, overrides=(), progress=None)
     """
     config, out = prepare_run(config, out, resume, overwrite, overrides)
     keep_freed_memory()
-    ds = data.make_dataset(config.p, config.seq_len, config.frac, config.seed)
-    params = rnn.init_params(config.p, config.d_embed, config.d_hidden, config.seed, config.dtype)
+    xp = backend.get(config.backend)
+    host = data.make_dataset(config.p, config.seq_len, config.frac, config.seed)
+    ds = data.Dataset(*(backend.asarray(xp, a) for a in host))          # on the device
+    params = rnn.init_params(config.p, config.d_embed, config.d_hidden, config.seed, config.dtype,
+                             xp, like=ds.x_train)
     opt = optim.AdamW(params, config.lr, (config.beta1, config.beta2), config.eps, config.weight_decay)
     start, seconds = 0, 0.0
     latest = checkpoint.newest_checkpoint(out) if resume else None
     if latest is not None:
-        params, saved, opt_state = checkpoint.load(latest)
+        saved_params, saved, opt_state = checkpoint.load(latest)
+        params = {k: backend.asarray(xp, v, like=ds.x_train) for k, v in saved_params.items()}
         opt.load_state_dict(opt_state)
         start, seconds = saved["step"], saved.get("seconds", 0.0)
     for stale in (out / "checkpoints").glob(".*.tmp"):       # torn writes of a killed run
@@ -182,7 +192,7 @@ def run(config, out, resume=False, overwrite=False, overrides=(), progress=None)
                 progress.start(start, config.steps, rows[-1])
             while step < config.steps:
                 step += 1
-                x, y = _batch(ds, config, step)
+                x, y = _batch(ds, (host.x_train, host.y_train), config, step)
                 loss, grads = rnn.loss_and_grads(params, x, y, config.activation)
                 if not math.isfinite(loss):
                     _diverged(step, out)
