@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.getcwd())
-from tinymod import backend, data, optim, rnn  # noqa: E402
+from tinymod import backend, data, kernels, optim, rnn  # noqa: E402
 
 # Agreement tolerances: the largest |gpu - cpu| over a gradient, relative to its largest |cpu|.
 TOL = {"float64": 1e-10, "float32": 1e-3}
@@ -69,7 +69,8 @@ def main():
     backend.keep_freed_memory()
     cp = backend.get("cupy")
     name = cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
-    print(f"GPU: {name}; CuPy {cp.__version__}; NumPy {np.__version__}; CPU threads {os.cpu_count()}")
+    print(f"GPU: {name}; CuPy {cp.__version__}; NumPy {np.__version__}; CPU threads {os.cpu_count()}; "
+          f"numba kernels on the CPU: {kernels.numba_enabled()}")
     ok = backend_tests()
     ok &= agreement(cp)
     sync = cp.cuda.Stream.null.synchronize
