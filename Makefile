@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tinymod-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train lectures gpu-check clean
+.PHONY: help install test train bench lectures gpu-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,10 @@ test: $(STAMP) ## run the whole test suite, lectures included
 train: $(STAMP) ## train the default preset into runs/default (replacing it), then write its report
 	$(BIN)/tinymod train --out runs/default --overwrite
 	$(BIN)/tinymod report runs/default
+
+bench: $(STAMP) ## time a training step: ours vs PyTorch (installed if pip can), the matmul limit
+	-$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt '.[bench]'
+	$(BIN)/tinymod bench
 
 lectures: $(STAMP) ## run every lecture in lectures/ and regenerate lectures/figures
 	$(BIN)/python tests/run_lectures.py lectures

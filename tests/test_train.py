@@ -49,6 +49,12 @@ def test_tiny_run_writes_the_whole_folder(tmp_path):
         assert (run / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_threads_option_is_recorded_and_trains(tmp_path):
+    result = invoke("--steps", 10, "--threads", 1, "--out", tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["threads"] == 1
+
+
 def test_config_file_json_and_toml_with_flags_on_top(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"weight-decay": 0.5, "steps": 10, "seed": 3}))
     (tmp_path / "c.toml").write_text("steps = 10\nactivation = 'tanh'\n")
@@ -127,6 +133,7 @@ BAD = [
     (["--activation", "gelu"], "activation must be one of relu, tanh"),
     (["--dtype", "float16"], "dtype must be one of float32, float64"),
     (["--lr", "-1"], "lr must be positive"),
+    (["--threads", "0"], "threads must be positive"),
 ]
 
 

@@ -29,7 +29,8 @@ def main():
 def _default(name):
     from tinymod.config import PRESETS
     value = getattr(PRESETS["default"], name)
-    return {"batch_size": "full batch", "stop_at": "off"}.get(name, value) if value is None else value
+    return {"batch_size": "full batch", "stop_at": "off", "threads": "every core"}.get(name, value) \
+        if value is None else value
 
 
 TRAIN_OPTIONS = [
@@ -53,6 +54,7 @@ TRAIN_OPTIONS = [
     ("--seed", int, "seed of the initialisation, the split and the minibatches"),
     ("--dtype", str, "float32 or float64"),
     ("--backend", str, "array backend: numpy, or cupy on an NVIDIA GPU"),
+    ("--threads", int, "BLAS threads (every core when not given; see make bench)"),
 ]
 
 
@@ -257,6 +259,30 @@ def report(source, threshold, backend_name):
     for claim, _, _, verdict in claims:
         click.echo(f"{claim:<{width}}  {verdict}")
     click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.option("--threads", default=None, help="BLAS thread counts to try, comma-separated  "
+                                            "[default: 1 up to the number of cores]")
+@click.option("--repeats", type=click.IntRange(min=3), default=30, show_default=True,
+              help="timed repetitions per number (the median is reported)")
+def bench(threads, repeats):
+    """Time one full-batch training step on the paper's setting (p = 113, 30% of pairs,
+    D = H = 128): ours (forward, backward, AdamW) beside a plain PyTorch RNN when PyTorch
+    is installed, the machine's matmul rate, and where our time goes."""
+    import os
+    from tinymod import bench as b
+    from tinymod.errors import TinymodError
+
+    try:
+        counts = ([int(t) for t in threads.split(",")] if threads is not None
+                  else list(range(1, (os.cpu_count() or 1) + 1)))
+    except ValueError:
+        raise TinymodError(f"--threads must be comma-separated integers, got {threads!r}") from None
+    if not counts or min(counts) < 1:
+        raise TinymodError("--threads must name positive thread counts")
+    results = [b.run_worker(n, repeats) for n in counts]
+    click.echo(b.render(results, b.startup()))
 
 
 @main.command()

@@ -36,6 +36,7 @@ class TrainConfig:
     seed: int = 0               # initialisation, split and minibatch order
     dtype: str = "float32"
     backend: str = "numpy"
+    threads: int | None = None  # BLAS threads (None: every core, which measured fastest here)
     preset: str = "paper"
 
     def validate(self):
@@ -65,6 +66,7 @@ class TrainConfig:
             (self.stop_at is None or 0 < self.stop_at <= 1,
              f"stop-at must lie in (0, 1], got {self.stop_at}"),
             (self.seed >= 0, f"seed must be non-negative, got {self.seed}"),
+            (self.threads is None or self.threads >= 1, f"threads must be positive, got {self.threads}"),
             (self.p ** self.seq_len <= MAX_EXAMPLES,
              f"p**seq-len = {self.p}**{self.seq_len} tuples is more than {MAX_EXAMPLES:,}"),
         ]
@@ -134,8 +136,8 @@ def coerce(settings):
     out = {}
     for name, value in settings.items():
         default = getattr(TrainConfig(), name)
-        kind = {"batch_size": int, "stop_at": float}.get(name, type(default))
-        if value is None and name in ("batch_size", "stop_at"):
+        kind = {"batch_size": int, "stop_at": float, "threads": int}.get(name, type(default))
+        if value is None and name in ("batch_size", "stop_at", "threads"):
             out[name] = None
         elif kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             out[name] = float(value)

@@ -8,6 +8,7 @@ newest checkpoint ends with bit-identical parameters to one that never stopped.
 """
 import json
 import math
+from contextlib import nullcontext
 import os
 import signal
 import sys
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from tinymod import __version__, checkpoint, data, optim, plots, rnn
 from tinymod import backend
@@ -176,6 +178,7 @@ def run(config, out, resume=False, overwrite=False, overrides=(), progress=None)
     with open(out / "metrics.jsonl", "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
 
+    limits = threadpool_limits(config.threads, user_api="blas") if config.threads else nullcontext()
     interrupted = []
     previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True)) \
         if _main_thread() else None
@@ -183,7 +186,8 @@ def run(config, out, resume=False, overwrite=False, overrides=(), progress=None)
     step = start
     try:
         # overflow warnings are silenced: divergence is checked and reported below
-        with open(out / "metrics.jsonl", "a") as metrics, np.errstate(over="ignore", invalid="ignore"):
+        with open(out / "metrics.jsonl", "a") as metrics, limits, \
+                np.errstate(over="ignore", invalid="ignore"):
             if not rows:
                 rows.append(_evaluate(params, ds, config, 0, 0.0))
                 metrics.write(json.dumps(rows[-1]) + "\n")

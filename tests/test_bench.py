@@ -1,0 +1,37 @@
+"""The benchmark's arithmetic and its table (timings themselves are never asserted)."""
+import pytest
+from click.testing import CliRunner
+
+from tinymod import bench
+from tinymod.cli import main
+
+
+def test_step_flops_counts_every_matmul():
+    p, D, H, B = 113, 128, 128, 3831
+    readout = 2 * B * H * p
+    assert bench.step_flops(p, D, H, B) == 3 * readout + 2 * (p * D * H + p * H * H) + \
+        2 * (2 * p * H * H + 2 * p * H * D)
+
+
+def fake(threads, ours_step, torch_step):
+    part = {"forward": 1.0, "backward": 1.0, "optimizer": 0.1}
+    row = lambda: {"ours": {**part, "step": ours_step, "first_call_s": 0.5, "batch": 3831},
+                   "torch": {**part, "step": torch_step, "version": "x"} if torch_step else None,
+                   "matmul_gflops": 100.0, "step_gflop": 0.355, "fraction_of_limit": 0.3,
+                   "profile": {"step": ours_step, "parts": {"softmax": 1.0, "everything else": 2.0}}}
+    return {"threads": threads, "rows": {"float32": row(), "float64": row()}}
+
+
+def test_render_reports_ratio_fastest_threads_and_startup():
+    start = {"help_s": 0.2, "numba_compile_s": 2.0, "numba_cached_s": 0.5}
+    text = bench.render([fake(1, 8.0, 24.0), fake(2, 6.0, 30.0)], start)
+    assert "| 1 | float32 |" in text and "3.0x faster" in text and "5.0x faster" in text
+    assert "Fastest for ours: 2 thread(s)" in text and "numba compile on first use 2.00 s" in text
+    text = bench.render([fake(1, 8.0, None)], start)
+    assert "not installed" in text
+
+
+@pytest.mark.parametrize("threads", ["0", "two", ""])
+def test_bad_thread_counts(threads):
+    result = CliRunner().invoke(main, ["bench", "--threads", threads])
+    assert result.exit_code != 0 and "--threads" in result.output and "Traceback" not in result.output

@@ -1,0 +1,221 @@
+"""Speed you can measure: one full-batch training step of ours against a plain PyTorch RNN
+of the same shape, and against the machine's own matrix-multiply rate.
+
+Every timing is the median of many warm repetitions: JIT compilation and the first calls
+are excluded and reported separately. Each thread count runs in a fresh worker process
+(BLAS reads its thread count at start-up), and ours and PyTorch's are timed in the same
+worker, alternating, so they see the same machine state.
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from tinymod import backend, data, kernels, optim, rnn
+
+
+def _median_ms(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def step_flops(p, d_embed, d_hidden, batch):
+    """Multiply-add FLOPs (2 per MAC) of our step's matmuls (elementwise work not counted):
+    forward U, A and the readout; backward dW_out, dh, dW_hh, dH1, dE, dW_ih."""
+    P, D, H, B = p, d_embed, d_hidden, batch
+    forward = 2 * (P * D * H + P * H * H + B * H * P)
+    backward = 2 * (2 * B * P * H + 2 * P * H * H + 2 * P * H * D)
+    return forward + backward
+
+
+def time_ours(p, frac, width, dtype, repeats):
+    ds = data.make_dataset(p, 2, frac, 0)
+    x, y = ds.x_train, ds.y_train
+    params = rnn.init_params(p, width, width, seed=0, dtype=dtype)
+    opt = optim.AdamW(params)
+    start = time.perf_counter()
+    loss, grads = rnn.loss_and_grads(params, x, y)       # first call: compiles or loads kernels
+    first_call = time.perf_counter() - start
+    for _ in range(3):
+        opt.step(params, rnn.loss_and_grads(params, x, y)[1])
+    logits, cache = rnn.forward(params, x)
+    _, dlogits = kernels.softmax_xent(logits, y)
+
+    def step():
+        opt.step(params, rnn.loss_and_grads(params, x, y)[1])
+
+    return {
+        "forward": _median_ms(lambda: kernels.softmax_xent(rnn.forward(params, x)[0], y), repeats),
+        "backward": _median_ms(lambda: rnn.backward(params, cache, dlogits), repeats),
+        "optimizer": _median_ms(lambda: opt.step(params, grads), repeats),
+        "step": _median_ms(step, repeats),
+        "first_call_s": first_call, "batch": len(x),
+    }
+
+
+def time_torch(p, frac, width, dtype, repeats):
+    """The same model as PyTorch users write it: nn.Embedding, nn.RNN (relu), nn.Linear,
+    cross-entropy and torch.optim.AdamW with the same hyper-parameters. None if PyTorch
+    is not importable."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    ds = data.make_dataset(p, 2, frac, 0)
+    kind = {"float32": torch.float32, "float64": torch.float64}[dtype]
+    embed = torch.nn.Embedding(p, width).to(kind)
+    cell = torch.nn.RNN(width, width, nonlinearity="relu", batch_first=True).to(kind)
+    readout = torch.nn.Linear(width, p).to(kind)
+    modules = torch.nn.ModuleList([embed, cell, readout])
+    opt = torch.optim.AdamW(modules.parameters(), lr=1e-3, betas=(0.9, 0.98), eps=1e-8,
+                            weight_decay=1.0)
+    x, y = torch.from_numpy(ds.x_train), torch.from_numpy(ds.y_train)
+
+    def loss_fn():
+        out, _ = cell(embed(x))
+        return torch.nn.functional.cross_entropy(readout(out[:, -1]), y)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss_fn().backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    holder = {}
+
+    def backward():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn()
+        start = time.perf_counter()
+        loss.backward()
+        holder.setdefault("t", []).append(time.perf_counter() - start)
+
+    with torch.no_grad():
+        forward = _median_ms(loss_fn, repeats)
+    for _ in range(repeats):
+        backward()
+    return {"forward": forward, "backward": 1e3 * statistics.median(holder["t"]),
+            "optimizer": _median_ms(opt.step, repeats), "step": _median_ms(step, repeats),
+            "version": torch.__version__}
+
+
+def matmul_gflops(dtype, n=1024, repeats=20):
+    """The machine's measured rate on a large square matmul (GFLOP/s)."""
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
+    b = a.T.copy()
+    a @ b
+    return 2 * n**3 / (_median_ms(lambda: a @ b, repeats) / 1e3) / 1e9
+
+
+def worker(threads, repeats, p=113, frac=0.3, width=128):
+    """Everything measured at one thread count, as a dict (run in a fresh process)."""
+    backend.keep_freed_memory()
+    try:
+        import torch
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+    out = {"threads": threads, "rows": {}}
+    for dtype in ("float32", "float64"):
+        ours = time_ours(p, frac, width, dtype, repeats)
+        peer = time_torch(p, frac, width, dtype, repeats)
+        rate = matmul_gflops(dtype)
+        flops = step_flops(p, width, width, ours["batch"])
+        out["rows"][dtype] = {"ours": ours, "torch": peer, "matmul_gflops": rate,
+                              "step_gflop": flops / 1e9,
+                              "fraction_of_limit": flops / (ours["step"] / 1e3) / (rate * 1e9),
+                              "profile": profile(dtype, repeats, p, frac, width)}
+    return out
+
+
+def run_worker(threads, repeats):
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
+           "MKL_NUM_THREADS": str(threads)}
+    code = f"import json; from tinymod import bench; print(json.dumps(bench.worker({threads}, {repeats})))"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def startup():
+    """Seconds for `tinymod --help` (which must not import numba or matplotlib), the numba
+    compile of the kernels on first use with an empty cache, and their load from the cache."""
+    import tempfile
+    help_times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "tinymod", "--help"], capture_output=True, check=True)
+        help_times.append(time.perf_counter() - start)
+    probe = ("import time, numpy as np; from tinymod import rnn; "
+             "params = rnn.init_params(7, 4, 4); x = np.array([[1, 2]]); t = time.perf_counter(); "
+             "rnn.loss_and_grads(params, x, x.sum(1) % 7); print(time.perf_counter() - t)")
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        compile_s, cached_s = (float(subprocess.run([sys.executable, "-c", probe], env=env,
+                                                    capture_output=True, text=True, check=True).stdout)
+                               for _ in range(2))
+    return {"help_s": statistics.median(help_times), "numba_compile_s": compile_s,
+            "numba_cached_s": cached_s}
+
+
+def profile(dtype, repeats, p=113, frac=0.3, width=128):
+    """Where our step's time goes: its big matmuls and the softmax cross-entropy, timed
+    alone; the rest (gathers, scatter-adds, activations, AdamW) is the remainder."""
+    ds = data.make_dataset(p, 2, frac, 0)
+    x, y = ds.x_train, ds.y_train
+    params = rnn.init_params(p, width, width, seed=0, dtype=dtype)
+    opt = optim.AdamW(params)
+    logits, cache = rnn.forward(params, x)
+    _, dlogits = kernels.softmax_xent(logits, y)
+    h, W_out = cache.hs[-1], params["W_out"]
+    parts = {
+        "readout h @ W_out.T": _median_ms(lambda: h @ W_out.T, repeats),
+        "dW_out = dlogits.T @ h": _median_ms(lambda: dlogits.T @ h, repeats),
+        "dh = dlogits @ W_out": _median_ms(lambda: dlogits @ W_out, repeats),
+        "softmax cross-entropy": _median_ms(lambda: kernels.softmax_xent(logits, y), repeats),
+    }
+    step = _median_ms(lambda: opt.step(params, rnn.loss_and_grads(params, x, y)[1]), repeats)
+    parts["everything else"] = step - sum(parts.values())
+    return {"step": step, "parts": parts}
+
+
+def render(results, start):
+    """The benchmark as one markdown table plus the notes that go with it."""
+    best = min(results, key=lambda r: r["rows"]["float32"]["ours"]["step"])
+    lines = ["| threads | dtype | ours: forward / backward / AdamW / step (ms) | PyTorch: forward / "
+             "backward / AdamW / step (ms) | ours vs PyTorch | matmul GFLOP/s | step GFLOP | "
+             "fraction of the matmul limit |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        for dtype, row in r["rows"].items():
+            o, t = row["ours"], row["torch"]
+            ours = f"{o['forward']:.2f} / {o['backward']:.2f} / {o['optimizer']:.2f} / **{o['step']:.2f}**"
+            peer = (f"{t['forward']:.2f} / {t['backward']:.2f} / {t['optimizer']:.2f} / **{t['step']:.2f}**"
+                    if t else "not installed")
+            ratio = f"{t['step'] / o['step']:.1f}x faster" if t else "-"
+            lines.append(f"| {r['threads']} | {dtype} | {ours} | {peer} | {ratio} | "
+                         f"{row['matmul_gflops']:.0f} | {row['step_gflop']:.3f} | "
+                         f"{100 * row['fraction_of_limit']:.0f}% |")
+    torch_version = next((row["torch"]["version"] for r in results for row in r["rows"].values()
+                          if row["torch"]), None)
+    lines += ["", f"Fastest for ours: {best['threads']} thread(s). PyTorch: "
+                  f"{torch_version or 'not installed (pip install torch)'}. Batch: "
+                  f"{best['rows']['float32']['ours']['batch']} pairs (full batch).",
+              "", f"Where our step's time goes ({best['threads']} thread(s), median ms):", "",
+              "| part | float32 | float64 |", "|---|---|---|"]
+    p32, p64 = (best["rows"][d]["profile"]["parts"] for d in ("float32", "float64"))
+    lines += [f"| {name} | {p32[name]:.2f} | {p64[name]:.2f} |" for name in p32]
+    lines += ["", f"Start-up: `tinymod --help` {start['help_s']:.2f} s (imports neither numba nor "
+                  f"matplotlib); numba compile on first use {start['numba_compile_s']:.2f} s with an "
+                  f"empty cache, {start['numba_cached_s']:.2f} s from the cache. First step of the "
+                  f"float32 benchmark (compiled kernels loaded): "
+                  f"{best['rows']['float32']['ours']['first_call_s']:.2f} s."]
+    return "\n".join(lines)
