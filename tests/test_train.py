@@ -171,8 +171,10 @@ def test_folders_that_must_not_be_touched(tmp_path):
     assert snapshot(existing) == before
     assert (tmp_path / "file").read_text() == "precious"
     assert (tmp_path / "other" / "notes.txt").read_text() == "precious"
+    (existing / "fourier.json").write_text("{}")              # an old analysis output
     assert invoke("--steps", 10, "--out", existing, "--overwrite", "--seed", 5).exit_code == 0
     assert json.loads((existing / "config.json").read_text())["seed"] == 5
+    assert not (existing / "fourier.json").exists()
 
 
 def test_bad_config_files(tmp_path):

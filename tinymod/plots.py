@@ -9,6 +9,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 
+def _save(fig, path):
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _column(rows, key):
     return [row[key] for row in rows]
 
@@ -36,10 +43,7 @@ def training_curves(rows, path, title=""):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     fig.suptitle(title or "training curves")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def weight_norm(rows, path, title=""):
@@ -49,10 +53,7 @@ def weight_norm(rows, path, title=""):
     ax.plot(_steps(rows), _column(rows, "weight_norm"))
     ax.set(xscale="log", xlabel="step", ylabel="weight norm ||θ||₂", title=title or "weight norm")
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 COMPONENT_LABELS = {"E": "embedding E", "U": "input table E @ W_ihᵀ", "W_out": "readout W_out",
@@ -73,10 +74,7 @@ def fourier_spectra(report, path):
            ylim=(1e-8, 1.5), title=f"Fourier spectra, p = {report['p']}; key frequencies "
                                     f"{', '.join(map(str, report['key_frequencies']))} (grey)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def hidden_spectrum_2d(report, path):
@@ -87,10 +85,7 @@ def hidden_spectrum_2d(report, path):
     image = ax.imshow(np.log10(energy + 1e-12 * energy.max()), origin="lower", cmap="viridis")
     fig.colorbar(image, ax=ax, label="log10 energy")
     ax.set(xlabel="frequency of b", ylabel="frequency of a", title="hidden state h_2 over (a, b)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def neurons_per_frequency(report, path):
@@ -101,10 +96,7 @@ def neurons_per_frequency(report, path):
            color=["C3" if k in key else "C0" for k in range(1, len(counts))])
     ax.set(xlabel="dominant frequency", ylabel="hidden units",
            title=f"units per dominant frequency (red: key; {counts[0]} dead units not shown)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def clock(report, path):
@@ -126,10 +118,7 @@ def clock(report, path):
             ax.annotate(str(a), xy[a], fontsize=6)
         ax.set(aspect="equal", title=f"k = {k}", xticks=[], yticks=[])
     fig.suptitle("the clock: embeddings restricted to each key frequency")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def singular_values(report, path):
@@ -145,10 +134,7 @@ def singular_values(report, path):
     ax.set(yscale="log", xscale="log", xlabel="index", ylabel="σ_i / σ_1",
            title="singular values", ylim=(1e-6, 1.5))
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def ablation_single(report, path):
@@ -161,10 +147,7 @@ def ablation_single(report, path):
     ax.set(xlabel="frequency removed", ylabel="accuracy, all pairs (%)", ylim=(0, 102),
            title=f"removing one frequency (red: key), site: {report['site']}")
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def ablation_cumulative(report, path):
@@ -183,7 +166,4 @@ def ablation_cumulative(report, path):
     ax.set(xlabel="frequencies removed", ylabel="accuracy, all pairs (%)", ylim=(-2, 102),
            title="removing frequencies one after another")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

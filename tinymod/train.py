@@ -27,7 +27,11 @@ from tinymod.errors import TinymodError
 
 GROK_ACC = 0.99
 RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "stop_at")
-RUN_FILES = ("config.json", "metrics.jsonl", "model.npz", "curves.png", "weight_norm.png")
+# everything a run folder can hold, training and analysis outputs (removed by --overwrite)
+RUN_FILES = ("config.json", "metrics.jsonl", "model.npz", "curves.png", "weight_norm.png",
+             "fourier.json", "svd.json", "ablation.json", "report.md", "fourier_spectra.png",
+             "hidden_spectrum_2d.png", "neurons_per_frequency.png", "clock.png",
+             "singular_values.png", "ablation_single.png", "ablation_cumulative.png")
 
 
 class Interrupted(Exception):
