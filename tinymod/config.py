@@ -115,7 +115,10 @@ def read_config_file(path):
         raise TinymodError(f"cannot read config file {path}: {e.strerror or e}") from None
     try:
         if path.suffix.lower() == ".toml":
-            import tomllib
+            try:
+                import tomllib
+            except ImportError:   # Python 3.10
+                raise TinymodError("TOML config files need Python 3.11 or later; use JSON") from None
             raw = tomllib.loads(text)
         else:
             raw = json.loads(text)
