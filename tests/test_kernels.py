@@ -36,12 +36,28 @@ def test_scatter_add_rows(case):
 
 @given(dtypes.flatmap(lambda dt: st.tuples(st.just(dt), rows_and_index(dt))), st.booleans())
 def test_gather_add_act(case, relu):
-    dtype, (base, table, idx) = case
+    dtype, (first, table, idx) = case
     bias = table[0] / 3
-    fast = kernels.gather_add_act(base, table, idx, bias, relu)
-    twin = kernels.gather_add_act_numpy(base, table, idx, bias, relu)
+    rows = np.arange(len(first))[::-1]
+    fast = kernels.gather_add_act(first, rows, table, idx, bias, relu)
+    twin = kernels.gather_add_act_numpy(first, rows, table, idx, bias, relu)
     assert fast.dtype == twin.dtype == dtype
     np.testing.assert_allclose(fast, twin, **TOL[dtype])
+
+
+@given(dtypes.flatmap(lambda dt: st.tuples(st.just(dt), rows_and_index(dt))), st.booleans())
+def test_act_backward_scatter(case, relu):
+    dtype, (dh, table, idx) = case
+    h = np.maximum(dh[::-1], 0) if relu else np.tanh(dh[::-1])
+    other = idx[::-1].copy()
+    outs = []
+    for fn in (kernels.act_backward_scatter, kernels.act_backward_scatter_numpy):
+        first, second, bias = table.copy(), table[::-1].copy(), table[0].copy()
+        fn(dh, h, relu, idx, first, other, second, bias)
+        outs.append((first, second, bias))
+    for fast, twin in zip(*outs):
+        assert fast.dtype == dtype
+        np.testing.assert_allclose(fast, twin, rtol=TOL[dtype]["rtol"], atol=10 * TOL[dtype]["atol"])
 
 
 @given(dtypes.flatmap(lambda dt: st.tuples(st.just(dt), rows_and_index(dt))), st.booleans())

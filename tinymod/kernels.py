@@ -80,21 +80,23 @@ def scatter_add_rows(out, idx, vals):
     return scatter_add_rows_numpy(out, idx, vals)
 
 
-# --- forward step: h = act(base + table[idx] + bias) ----------------------------------
+# --- forward step: h = act(first[i1] + second[i2] + bias) -----------------------------
 
-def gather_add_act_numpy(base, table, idx, bias, relu):
-    """act(base (B, H) + table[idx] (B, H) + bias (H,)), act = relu or tanh."""
-    xp = namespace(base, table)
-    pre = base + xp.take(table, idx, axis=0) + bias                  # (B, H)
+def gather_add_act_numpy(first, i1, second, i2, bias, relu):
+    """act(first[i1] + second[i2] + bias), (B, H): two row lookups, a bias, relu or tanh.
+    At t = 2 both are per-residue tables; later, `first` is the dense h @ W_hh.T with
+    i1 = 0..B-1."""
+    xp = namespace(first, second)
+    pre = xp.take(first, i1, axis=0) + xp.take(second, i2, axis=0) + bias   # (B, H)
     return xp.maximum(pre, 0) if relu else xp.tanh(pre)
 
 
-def _gather_add_act(base, table, idx, bias, relu):
-    out = np.empty_like(base)
-    for i in range(base.shape[0]):
-        r = idx[i]
-        for j in range(base.shape[1]):
-            v = base[i, j] + table[r, j] + bias[j]
+def _gather_add_act(first, i1, second, i2, bias, relu):
+    out = np.empty((i1.shape[0], first.shape[1]), first.dtype)
+    for i in range(out.shape[0]):
+        r1, r2 = i1[i], i2[i]
+        for j in range(out.shape[1]):
+            v = first[r1, j] + second[r2, j] + bias[j]
             if relu:
                 out[i, j] = v if v > 0 else 0
             else:
@@ -102,10 +104,10 @@ def _gather_add_act(base, table, idx, bias, relu):
     return out
 
 
-def gather_add_act(base, table, idx, bias, relu):
-    if _use_numba(base, table):
-        return compiled(_gather_add_act)(base, table, idx, bias, relu)
-    return gather_add_act_numpy(base, table, idx, bias, relu)
+def gather_add_act(first, i1, second, i2, bias, relu):
+    if _use_numba(first, second):
+        return compiled(_gather_add_act)(first, i1, second, i2, bias, relu)
+    return gather_add_act_numpy(first, i1, second, i2, bias, relu)
 
 
 # --- activation backward: dpre = dh * act'(pre), from h = act(pre) -------------------
@@ -131,6 +133,43 @@ def act_backward(dh, h, relu):
     if _use_numba(dh, h):
         return compiled(_act_backward)(dh, h, relu)
     return act_backward_numpy(dh, h, relu)
+
+
+# --- the step-2 backward, fused: activation, bias and both table lookups -----------------
+
+def act_backward_scatter_numpy(dh, h, relu, i1, d_first, i2, d_second, d_bias):
+    """In place: dpre = dh * act'(h); d_first[i1] += dpre; d_second[i2] += dpre;
+    d_bias += sum over examples of dpre. Nothing (B, H)-sized is kept."""
+    xp = namespace(dh, h)
+    dpre = act_backward_numpy(dh, h, relu)
+    scatter_add_rows_numpy(d_first, i1, dpre)
+    scatter_add_rows_numpy(d_second, i2, dpre)
+    d_bias += xp.sum(dpre, axis=0)
+
+
+def _act_backward_scatter(dh, h, relu, i1, d_first, i2, d_second, d_bias):
+    # the bias gradient, summed row by row in the input's dtype as NumPy's axis-0 sum does,
+    # so the fused step gives the same bits as the unfused one did
+    acc = np.zeros(dh.shape[1], dh.dtype)
+    for i in range(dh.shape[0]):
+        r1, r2 = i1[i], i2[i]
+        for j in range(dh.shape[1]):
+            if relu:
+                g = dh[i, j] if h[i, j] > 0 else 0
+            else:
+                g = dh[i, j] * (1 - h[i, j] * h[i, j])
+            d_first[r1, j] += g
+            d_second[r2, j] += g
+            acc[j] += g
+    for j in range(dh.shape[1]):
+        d_bias[j] += acc[j]
+
+
+def act_backward_scatter(dh, h, relu, i1, d_first, i2, d_second, d_bias):
+    if _use_numba(dh, h):
+        compiled(_act_backward_scatter)(dh, h, relu, i1, d_first, i2, d_second, d_bias)
+    else:
+        act_backward_scatter_numpy(dh, h, relu, i1, d_first, i2, d_second, d_bias)
 
 
 # --- softmax cross-entropy and its gradient -----------------------------------------

@@ -18,8 +18,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tinymod.backend import asarray, namespace
-from tinymod.kernels import act_backward, gather_add_act, scatter_add_rows, softmax_xent
+from tinymod.backend import arange, asarray, namespace
+from tinymod.kernels import (act_backward, act_backward_scatter, gather_add_act, scatter_add_rows,
+                             softmax_xent)
 
 PARAM_NAMES = ("E", "W_ih", "W_hh", "b_h", "W_out", "b_out")
 ACTIVATIONS = ("relu", "tanh")
@@ -89,12 +90,14 @@ def forward(params, x, activation="relu"):
         h = xp.take(H1, x[:, 0], axis=0)            # (B, H)
     else:
         A = H1 @ W_hh.T                              # (p, H) h_1 @ W_hh.T per first token
-        h = gather_add_act(xp.take(A, x[:, 0], axis=0), U, x[:, 1], b_h, relu)   # h_2 (B, H)
+        h = gather_add_act(A, x[:, 0], U, x[:, 1], b_h, relu)          # h_2 (B, H)
         hs.append(h)
+        rows = arange(xp, x.shape[0], x)                                # 0..B-1
         for t in range(2, T):
-            h = gather_add_act(h @ W_hh.T, U, x[:, t], b_h, relu)      # h_{t+1} (B, H)
+            h = gather_add_act(h @ W_hh.T, rows, U, x[:, t], b_h, relu)   # h_{t+1} (B, H)
             hs.append(h)
-    logits = h @ params["W_out"].T + params["b_out"]  # (B, p)
+    logits = h @ params["W_out"].T                    # (B, p)
+    logits += params["b_out"]                         # in place: one (B, p) array, not two
     return logits, Cache(x, H1, tuple(hs), relu)
 
 
@@ -112,17 +115,19 @@ def backward(params, cache, dlogits):
     dU = xp.zeros_like(H1)                            # (p, H) d loss / d U, per residue
     db_h = xp.zeros_like(params["b_h"])
     dW_hh = xp.zeros_like(W_hh)
-    for t in range(T, 1, -1):                         # t = T .. 2, one row per example
+    for t in range(T, 2, -1):                         # t = T .. 3, one row per example
         dpre = act_backward(dh, hs[t - 2], relu)      # back through the activation (B, H)
         db_h += xp.sum(dpre, axis=0)                  # back through the bias
         scatter_add_rows(dU, x[:, t - 1], dpre)       # back through the lookup U[x_t]
-        if t > 2:                                     # back through h_{t-1} @ W_hh.T
-            dW_hh += dpre.T @ hs[t - 3]
-            dh = dpre @ W_hh                          # (B, H)
-        else:                                         # h_1 is row x_1 of H1: sum per residue
-            dA = scatter_add_rows(xp.zeros_like(H1), x[:, 0], dpre)    # (p, H)
-            dW_hh += dA.T @ H1
-            dH1 = dA @ W_hh                           # (p, H)
+        dW_hh += dpre.T @ hs[t - 3]                   # back through h_{t-1} @ W_hh.T
+        dh = dpre @ W_hh                              # (B, H)
+    if T >= 2:
+        # t = 2: back through the activation, the bias and both lookups (U[x_2], and
+        # A[x_1] with A = H1 @ W_hh.T, h_1 being row x_1 of H1), summed per residue
+        dA = xp.zeros_like(H1)                        # (p, H)
+        act_backward_scatter(dh, hs[0], relu, x[:, 0], dA, x[:, 1], dU, db_h)
+        dW_hh += dA.T @ H1
+        dH1 = dA @ W_hh                               # (p, H)
     if T == 1:                                        # h_T = H1[x_1]: sum per residue
         dH1 = scatter_add_rows(xp.zeros_like(H1), x[:, 0], dh)
     # t = 1, per residue: H1 = act(U + b_h)
