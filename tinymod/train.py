@@ -179,8 +179,6 @@ def run(config, out, resume=False, overwrite=False, overrides=(), progress=None)
     rows = [r for r in read_metrics(out / "metrics.jsonl") if r["step"] <= start] if resume else []
     _write_json(out / "config.json", {**config.to_dict(), "version": __version__,
                                       "numpy": np.__version__})
-    with open(out / "metrics.jsonl", "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
 
     limits = threadpool_limits(config.threads, user_api="blas") if config.threads else nullcontext()
     interrupted = []
@@ -190,8 +188,9 @@ def run(config, out, resume=False, overwrite=False, overrides=(), progress=None)
     step = start
     try:
         # overflow warnings are silenced: divergence is checked and reported below
-        with open(out / "metrics.jsonl", "a") as metrics, limits, \
+        with open(out / "metrics.jsonl", "w") as metrics, limits, \
                 np.errstate(over="ignore", invalid="ignore"):
+            metrics.writelines(json.dumps(r) + "\n" for r in rows)   # kept from before a resume
             if not rows:
                 rows.append(_evaluate(params, ds, config, 0, 0.0))
                 metrics.write(json.dumps(rows[-1]) + "\n")
@@ -226,6 +225,7 @@ def run(config, out, resume=False, overwrite=False, overrides=(), progress=None)
             signal.signal(signal.SIGINT, previous)
         if progress:
             progress.close()
+    _check_finite(params, step, out)
     if checkpoint.newest_checkpoint(out) != out / "checkpoints" / checkpoint.checkpoint_name(step):
         _save(out, step, params, config, opt, seconds)
     meta = {**config.to_dict(), "step": step, "seconds": seconds, "version": __version__}
