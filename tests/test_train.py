@@ -65,6 +65,11 @@ def test_config_file_json_and_toml_with_flags_on_top(tmp_path):
     result = invoke("--config", tmp_path / "c.toml", "--out", tmp_path / "b")
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "b" / "config.json").read_text())["activation"] == "tanh"
+    (tmp_path / "p.json").write_text(json.dumps({"preset": "quick", "steps": 5}))
+    assert invoke("--config", tmp_path / "p.json", "--out", tmp_path / "c").exit_code == 0
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["preset"] == "quick"
+    assert invoke("--config", tmp_path / "p.json", "--preset", "paper", "--out", tmp_path / "d").exit_code == 0
+    assert json.loads((tmp_path / "d" / "config.json").read_text())["preset"] == "paper"
 
 
 @pytest.mark.parametrize("batch", [None, 9])

@@ -93,7 +93,11 @@ def train(preset_name, config_file, out, resume, overwrite, **flags):
     settings = cfg.read_config_file(config_file) if config_file else {}
     settings.update({k: v for k, v in flags.items() if v is not None})
     settings = cfg.coerce(settings)
-    config = cfg.preset(settings.pop("preset", preset_name)).replace(**settings)
+    from_file = settings.pop("preset", None)          # a config file may name the preset ...
+    source = click.get_current_context().get_parameter_source("preset_name")
+    if from_file and source is not click.core.ParameterSource.COMMANDLINE:
+        preset_name = from_file                       # ... unless --preset was given
+    config = cfg.preset(preset_name).replace(**settings)
     out = out or f"runs/{config.preset}"
     try:
         summary = training.run(config, out, resume, overwrite, overrides=tuple(settings),
