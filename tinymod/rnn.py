@@ -128,7 +128,7 @@ def backward(params, cache, dlogits):
         act_backward_scatter(dh, hs[0], relu, x[:, 0], dA, x[:, 1], dU, db_h)
         dW_hh += dA.T @ H1
         dH1 = dA @ W_hh                               # (p, H)
-    if T == 1:                                        # h_T = H1[x_1]: sum per residue
+    else:                                             # T = 1, h_T = H1[x_1]: sum per residue
         dH1 = scatter_add_rows(xp.zeros_like(H1), x[:, 0], dh)
     # t = 1, per residue: H1 = act(U + b_h)
     dpre1 = act_backward(dH1, H1, relu)               # (p, H)
