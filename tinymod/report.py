@@ -135,6 +135,7 @@ def run_ablate(params, config, folder, threshold=0.25, site="both", seeds=5):
 FIGURES = ("curves.png", "weight_norm.png", "fourier_spectra.png", "hidden_spectrum_2d.png",
            "neurons_per_frequency.png", "clock.png", "singular_values.png",
            "ablation_single.png", "ablation_cumulative.png")
+OUTPUTS = ("fourier.json", "svd.json", "ablation.json", "report.md") + FIGURES   # beside a model
 
 
 def run_report(params, config, folder, summary=None, threshold=0.25):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from tinymod import __version__, checkpoint, data, optim, plots, rnn
+from tinymod import __version__, checkpoint, data, optim, plots, report, rnn
 from tinymod import backend
 from tinymod.backend import keep_freed_memory, namespace, to_numpy
 from tinymod.config import FIELDS, TrainConfig
@@ -28,10 +28,7 @@ from tinymod.errors import TinymodError
 GROK_ACC = 0.99
 RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "stop_at")
 # everything a run folder can hold, training and analysis outputs (removed by --overwrite)
-RUN_FILES = ("config.json", "metrics.jsonl", "model.npz", "curves.png", "weight_norm.png",
-             "fourier.json", "svd.json", "ablation.json", "report.md", "fourier_spectra.png",
-             "hidden_spectrum_2d.png", "neurons_per_frequency.png", "clock.png",
-             "singular_values.png", "ablation_single.png", "ablation_cumulative.png")
+RUN_FILES = ("config.json", "metrics.jsonl", "model.npz") + report.OUTPUTS
 
 
 class Interrupted(Exception):
