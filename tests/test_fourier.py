@@ -143,12 +143,9 @@ def test_cli_construct_then_fourier(tmp_path):
         assert (tmp_path / f"{figure}.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_cli_fourier_on_a_trained_tiny_run(tmp_path):
+def test_cli_fourier_on_a_trained_tiny_run(tmp_path, tiny_run):
     runner = CliRunner()
-    run = tmp_path / "run"
-    result = runner.invoke(main, ["train", "--preset", "quick", "--p", "11", "--d-embed", "8",
-                                  "--d-hidden", "16", "--steps", "60", "--out", str(run)])
-    assert result.exit_code == 0, result.output
+    run = tiny_run(60)
     result = runner.invoke(main, ["fourier", str(run / "checkpoints" / "step_0000060.npz"),
                                   "--out", str(tmp_path / "analysis")])
     assert result.exit_code == 0, result.output

@@ -106,12 +106,9 @@ def test_a_single_planted_frequency_is_needed():
     assert_no_information(params, ablate.remove(params, [3], "readout"), 11)
 
 
-def test_cli_svd_ablate_report(tmp_path):
+def test_cli_svd_ablate_report(tiny_run):
     runner = CliRunner()
-    run = tmp_path / "run"
-    result = runner.invoke(main, ["train", "--preset", "quick", "--p", "11", "--d-embed", "8",
-                                  "--d-hidden", "16", "--steps", "200", "--out", str(run)])
-    assert result.exit_code == 0, result.output
+    run = tiny_run(200)
     result = runner.invoke(main, ["svd", str(run)])
     assert result.exit_code == 0 and "rank 90%" in result.output, result.output
     svd = json.loads((run / "svd.json").read_text())["matrices"]
