@@ -1,22 +1,36 @@
 """Execute the lectures (doctest-style markdown) in a folder: `make test` runs them in a
 scratch folder, `make lectures` in lectures/ itself so their figures land in
-lectures/figures. Usage: python tests/run_lectures.py [WORKDIR]."""
+lectures/figures. Usage: python tests/run_lectures.py [WORKDIR] [LECTURE.md ...].
+
+Each lecture runs in its own Python process with pinned arithmetic (`PINNED_ENV`): one BLAS
+thread and, on x86-64, OpenBLAS's Haswell kernels, which every AVX2 machine runs. A
+grokking run amplifies the last bit of a matmul into a different grok step, and OpenBLAS
+picks its kernels by CPU and splits work by thread count, so without the pins the printed
+numbers would depend on the machine. With them they are bit-identical across x86-64
+machines (numba's kernels and NumPy's own loops were checked to give the same bits with
+and without AVX-512)."""
 import doctest
 import os
+import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 LECTURES = Path(__file__).resolve().parent.parent / "lectures"
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+PINNED_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+if platform.machine().lower() in ("x86_64", "amd64"):
+    PINNED_ENV["OPENBLAS_CORETYPE"] = "Haswell"
 
 
 def lectures():
     return sorted(LECTURES.glob("[0-9][0-9]_*.md"))
 
 
-def run(path, workdir):
-    """(failed, attempted) for one lecture, run with `workdir` as the current folder."""
+def _run_here(path, workdir):
+    """doctest's TestResults for one lecture, run in this process with `workdir` as the
+    current folder."""
     here = os.getcwd()
     os.chdir(workdir)
     try:
@@ -26,15 +40,33 @@ def run(path, workdir):
         os.chdir(here)
 
 
+def run(path, workdir):
+    """(failed, attempted, output) for one lecture, run in a fresh process with PINNED_ENV."""
+    out = subprocess.run([sys.executable, __file__, "--one", str(path), str(workdir)],
+                         env={**os.environ, **PINNED_ENV}, capture_output=True, text=True)
+    last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
+    if out.returncode not in (0, 1) or not last.startswith("RESULT "):
+        raise RuntimeError(f"{path.name} did not run:\n{out.stdout}\n{out.stderr}")
+    failed, attempted = map(int, last.split()[1:])
+    return failed, attempted, out.stdout + out.stderr
+
+
 def main(argv):
+    if argv[1:2] == ["--one"]:                      # the child: one lecture, pinned
+        result = _run_here(Path(argv[2]), Path(argv[3]))
+        print(f"RESULT {result.failed} {result.attempted}")
+        return 1 if result.failed else 0
     workdir = Path(argv[1]) if len(argv) > 1 else LECTURES
+    chosen = [Path(a).resolve() for a in argv[2:]] or lectures()
     failed = 0
-    for path in lectures():
+    for path in chosen:
         start = time.perf_counter()
-        result = run(path, workdir)
-        failed += result.failed
-        print(f"{path.name}: {result.attempted - result.failed}/{result.attempted} examples "
-              f"passed in {time.perf_counter() - start:.1f} s")
+        bad, attempted, output = run(path, workdir)
+        failed += bad
+        if bad:
+            print(output)
+        print(f"{path.name}: {attempted - bad}/{attempted} examples passed in "
+              f"{time.perf_counter() - start:.1f} s")
     return 1 if failed else 0
 
 
