@@ -133,7 +133,8 @@ def test_cli_construct_then_fourier(tmp_path):
     assert again.exit_code == 1 and "exists; pass --overwrite" in again.output
     result = runner.invoke(main, ["fourier", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "2 key frequencies: 2 5" in result.output
+    assert "2 functional key frequencies: 2 5" in result.output
+    assert "2 spectral key frequencies: 2 5" in result.output
     report = json.loads((tmp_path / "fourier.json").read_text())
     assert report["key_frequencies"] == [2, 5] and report["p"] == 13
     for name in ("E", "U", "W_out", "hidden", "logits"):

@@ -7,6 +7,7 @@ format_version); and the optimiser state under `opt_` keys (`opt_t`, `opt_m_<nam
 `opt_v_<name>`).
 """
 import json
+import math
 import os
 import tempfile
 import zipfile
@@ -25,6 +26,35 @@ REQUIRED_CONFIG = ("p", "d_embed", "d_hidden", "activation", "seq_len", "frac", 
 
 def checkpoint_name(step):
     return f"step_{step:07d}.npz"
+
+
+SNAPSHOTS = "snapshots"   # run/snapshots/step_NNNNNNN.npz: parameters only, for tinymod progress
+SNAPSHOTS_PER_RUN = 50    # evenly spaced, by default ...
+SNAPSHOTS_PER_DECADE = 8  # ... plus this many per decade of steps, to resolve the early phases
+
+
+def snapshot_steps(steps, every=None):
+    """The steps (ascending, 0 included) at which a run of `steps` steps keeps a parameter
+    snapshot: every `every` steps, or, when None, SNAPSHOTS_PER_RUN evenly spaced plus
+    SNAPSHOTS_PER_DECADE log-spaced ones; none when `every` is 0."""
+    if every == 0:
+        return []
+    chosen = set(range(0, steps + 1, every or max(1, -(-steps // SNAPSHOTS_PER_RUN)))) | {steps}
+    if every is None:
+        decades = math.log10(max(steps, 1))
+        chosen |= {round(10 ** (i / SNAPSHOTS_PER_DECADE))
+                   for i in range(int(SNAPSHOTS_PER_DECADE * decades) + 1)}
+    return sorted(s for s in chosen if s <= steps)
+
+
+def list_snapshots(folder):
+    """[(step, path)] of a run's snapshots, by the step parsed from each name."""
+    found = []
+    for path in Path(folder, SNAPSHOTS).glob("step_*.npz"):
+        digits = path.stem[len("step_"):]
+        if digits.isdigit():
+            found.append((int(digits), path))
+    return sorted(found)
 
 
 def save(path, params, config, opt_state=None):

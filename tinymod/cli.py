@@ -29,7 +29,8 @@ def main():
 def _default(name):
     from tinymod.config import PRESETS
     value = getattr(PRESETS["default"], name)
-    return {"batch_size": "full batch", "stop_at": "off", "threads": "every core"}.get(name, value) \
+    return {"batch_size": "full batch", "stop_at": "off", "threads": "every core",
+            "snapshot_every": "50 evenly spaced plus 8 per decade"}.get(name, value) \
         if value is None else value
 
 
@@ -50,6 +51,7 @@ TRAIN_OPTIONS = [
     ("--batch-size", int, "examples per step (full batch when not given)"),
     ("--eval-every", int, "steps between evaluations (lines of metrics.jsonl)"),
     ("--checkpoint-every", int, "steps between checkpoints"),
+    ("--snapshot-every", int, "steps between parameter snapshots for tinymod progress (0: none)"),
     ("--stop-at", float, "stop once test accuracy reaches this fraction, e.g. 0.99"),
     ("--seed", int, "seed of the initialisation, the split and the minibatches"),
     ("--dtype", str, "float32 or float64"),
@@ -168,26 +170,38 @@ def fourier(source, out, threshold, backend_name):
 
 
 def _print_fourier(r, folder):
-    key = r["key_frequencies"]
+    key, functional = r["key_frequencies"], r["functional_key_frequencies"]
     counts = r["neurons"]["count_per_frequency"]
     alive = sum(counts[1:])
     on_key = sum(counts[k] for k in key)
-    lines = [f"p = {r['p']}: {len(key)} key frequencies: {' '.join(map(str, key)) or 'none'}",
+    lines = [f"p = {r['p']}: {len(functional)} functional key frequencies: {' '.join(map(str, functional)) or 'none'}"
+             f" (enough on their own: {r['functional']['level']:.0%} rule)",
+             f"        {len(key)} spectral key frequencies: {' '.join(map(str, key)) or 'none'}"
+             f" (threshold {r['threshold']:g}; "
+             + ", ".join(f"{n} at {t}" for t, n in r["spectral_count_by_threshold"].items()) + ")",
              f"model accuracy on all pairs: {100 * r['accuracy_all_pairs']:.2f}%",
              "",
-             f"{'component':<32}{'energy at key frequencies':>26}"]
+             f"{'component':<32}{'energy at spectral set':>24}{'at functional set':>20}"]
     labels = {"E": "embedding E", "U": "input table E @ W_ih.T", "W_out": "readout W_out",
               "hidden": "hidden h_2 over (a, b)", "logits": "logits over c"}
     for name, label in labels.items():
-        lines.append(f"{label:<32}{100 * r['energy_share'][name]:>25.1f}%")
+        lines.append(f"{label:<32}{100 * r['energy_share'][name]:>23.1f}%{100 * r['energy_share_fit'][name]:>19.1f}%")
     fit = r["fit"]
     lines += ["",
-              f"{'Fourier-multiplication fit':<32}{'relative error':>16}{'fit accuracy':>14}",
-              f"{'logits ~ cos/sin w_k(a+b-c)':<32}{fit['logits_relative_error']:>16.3g}"
-              f"{100 * fit['logits_fit_accuracy']:>13.1f}%",
-              f"{'hidden ~ cos/sin w_k(a, b, a+b)':<32}{fit['hidden_relative_error']:>16.3g}",
-              "",
-              f"hidden units whose dominant frequency is key: {on_key} of {alive} alive",
+              f"{'fit at the functional set':<36}{'relative L2 error':>18}{'FVU (1 - R^2)':>15}",
+              f"{'logits ~ cos/sin w_k(a+b-c) + g(c)':<36}{fit['logits_relative_error']:>18.3g}"
+              f"{fit['logits_fvu']:>15.3g}   fitted logits {100 * fit['logits_fit_accuracy']:.1f}% accurate",
+              f"{'hidden ~ cos/sin w_k(a, b, a+-b)':<36}{fit['hidden_relative_error']:>18.3g}"
+              f"{fit['hidden_fvu']:>15.3g}   {fit['hidden_units_well_explained']} of "
+              f"{fit['hidden_units_alive']} live units with R^2 >= {fit['well_explained_r2']:g}"]
+    if "logit_measures" in r:
+        m = r["logit_measures"]
+        lines += [f"restricted loss {m['restricted_loss']:.3g} (all pairs), {m['restricted_test_loss']:.3g} "
+                  f"(test); excluded loss {m['excluded_loss']:.3g} (train)"]
+    lines += ["removing one functional key frequency alone: " +
+              ", ".join(f"k = {s['frequency']}: {100 * s['accuracy']:.1f}%, loss {s['loss']:.3g}"
+                        for s in r["functional"]["single_removal"]),
+              f"hidden units whose dominant frequency is a spectral key frequency: {on_key} of {alive} alive",
               f"wrote {folder / 'fourier.json'} and 4 figures"]
     click.echo("\n".join(lines))
 
@@ -259,10 +273,44 @@ def report(source, threshold, backend_name):
     rows = training.read_metrics(folder / "metrics.jsonl")
     summary = training.summarize(rows, folder) if rows else None
     path, claims = run_report(params, config, folder, summary, threshold)
-    width = max(len(c[0]) for c in claims)
-    for claim, _, _, verdict in claims:
-        click.echo(f"{claim:<{width}}  {verdict}")
+    for c in claims:
+        click.echo(f"{c.claim}: {c.verdict}\n    ours: {c.ours}\n    paper: {c.paper}\n"
+                   f"    criterion: {c.criterion}")
     click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("source", metavar="RUN")
+@OUT
+@THRESHOLD
+def progress(source, out, threshold):
+    """Follow the Fourier circuit through training: measure every parameter snapshot of a run
+    (losses and accuracies, restricted and excluded loss at the final model's functional key
+    frequencies, weight norms, key energy, sparsity, low rank) and find the phases
+    memorisation, circuit formation and cleanup. Writes progress.json and progress.png."""
+    from pathlib import Path
+    from tinymod import checkpoint
+    from tinymod.errors import TinymodError
+    from tinymod.report import fourier_report, run_progress
+
+    folder = Path(source)
+    if not (folder / "config.json").is_file() or not (folder / "model.npz").is_file():
+        raise TinymodError(f"{folder} is not a finished tinymod run (it needs config.json and model.npz)")
+    if not checkpoint.list_snapshots(folder):
+        raise TinymodError(f"{folder} has no parameter snapshots ({checkpoint.SNAPSHOTS}/): train it with "
+                           f"this tinymod, without --snapshot-every 0, to keep them")
+    params, config, _ = _load_model(folder)
+    key = fourier_report(params, config, threshold)["functional_key_frequencies"]
+    target = _output_folder(out, folder)
+    r = run_progress(folder, config, key, target)
+    click.echo(f"measured {len(r['rows'])} snapshots at the functional key frequencies "
+               f"{' '.join(map(str, key))}")
+    for ph in r["phases"]:
+        click.echo(f"{ph['name']:<18} steps {ph['start']:>6} to {ph['end']:>6}{' (open)' if ph['open'] else ''}")
+    last = r["rows"][-1]
+    click.echo(f"at step {last['step']}: restricted loss {last['restricted_loss']:.3g}, excluded loss "
+               f"{last['excluded_loss']:.3g}, test loss {last['test_loss']:.3g}")
+    click.echo(f"wrote {target / 'progress.json'} and progress.png")
 
 
 @main.command()

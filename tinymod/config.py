@@ -32,6 +32,7 @@ class TrainConfig:
     batch_size: int | None = None   # None: full batch
     eval_every: int = 100       # steps between evaluations (one metrics.jsonl line each)
     checkpoint_every: int = 1000    # steps between checkpoints
+    snapshot_every: int | None = None   # steps between parameter snapshots (None: auto, 0: none)
     stop_at: float | None = None    # stop once test accuracy reaches this (None: never)
     seed: int = 0               # initialisation, split and minibatch order
     dtype: str = "float32"
@@ -63,6 +64,8 @@ class TrainConfig:
             (self.eval_every >= 1, f"eval-every must be positive, got {self.eval_every}"),
             (self.checkpoint_every >= 1,
              f"checkpoint-every must be positive, got {self.checkpoint_every}"),
+            (self.snapshot_every is None or self.snapshot_every >= 0,
+             f"snapshot-every must be 0 (none) or positive, got {self.snapshot_every}"),
             (self.stop_at is None or 0 < self.stop_at <= 1,
              f"stop-at must lie in (0, 1], got {self.stop_at}"),
             (self.seed >= 0, f"seed must be non-negative, got {self.seed}"),
@@ -139,8 +142,9 @@ def coerce(settings):
     out = {}
     for name, value in settings.items():
         default = getattr(TrainConfig(), name)
-        kind = {"batch_size": int, "stop_at": float, "threads": int}.get(name, type(default))
-        if value is None and name in ("batch_size", "stop_at", "threads"):
+        optional = {"batch_size": int, "stop_at": float, "threads": int, "snapshot_every": int}
+        kind = optional.get(name, type(default))
+        if value is None and name in optional:
             out[name] = None
         elif kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             out[name] = float(value)

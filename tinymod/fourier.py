@@ -155,6 +155,19 @@ def neuron_frequencies(hidden):
     return dominant, explained
 
 
+def fvu(y, fit, axis=None):
+    """Fraction of variance unexplained, 1 - R^2: the residual sum of squares over the sum
+    of squares of y centred on its mean over `axis` (every axis when None)."""
+    centred = y - y.mean(axis=axis, keepdims=True)
+    total = float(np.sum(centred ** 2))
+    return float(np.sum((y - fit) ** 2) / total) if total > 0 else 0.0
+
+
+def relative_error(y, fit):
+    """Relative L2 error ||y - fit|| / ||y|| (not centred)."""
+    return float(np.linalg.norm(y - fit) / max(np.linalg.norm(y), 1e-300))
+
+
 def fit_logits(logits, key):
     """Fit logits (p, p, p) over (a, b, c) by a function of c alone plus
     sum_k alpha_k cos(w_k (a+b-c)) + beta_k sin(w_k (a+b-c)) over the key frequencies.
@@ -162,6 +175,7 @@ def fit_logits(logits, key):
     Softmax ignores a constant per (a, b), so each (a, b) row is centred first. The
     features are orthogonal over the full grid, so the least-squares fit is a sum of
     projections. Returns (relative error ||L - fit|| / ||L||, accuracy of the fit, fit).
+    The centred L has mean zero, so its FVU is that error squared.
     """
     p = logits.shape[0]
     a, b, c = np.ix_(np.arange(p), np.arange(p), np.arange(p))
@@ -177,25 +191,92 @@ def fit_logits(logits, key):
             norm = np.dot(wave, wave) * p * p
             if norm > 1e-9:
                 fit += (np.dot(G, wave) / norm) * wave[s]
-    error = np.linalg.norm(L - fit) / max(np.linalg.norm(L), 1e-300)
     accuracy = float(np.mean(np.argmax(fit, axis=2) == (a[:, :, 0] + b[:, :, 0]) % p))
-    return float(error), accuracy, fit
+    return relative_error(L, fit), accuracy, fit
+
+
+WELL_EXPLAINED = 0.85   # a hidden unit is well explained when R^2 >= this (Nanda et al. 2023)
 
 
 def fit_hidden(hidden, key):
     """Least-squares fit of the hidden state (p, p, H) over (a, b) on a constant and, for
-    each key frequency, cos/sin of w_k a, w_k b and w_k (a+b). Relative error ||h - fit|| / ||h||."""
+    each key frequency, cos/sin of w_k a, w_k b, w_k (a+b) and w_k (a-b) (a relu of a sum
+    of cosines makes both the sum and the difference terms).
+
+    Returns the relative L2 error ||h - fit|| / ||h||, the FVU with each unit centred on
+    its mean over (a, b), each unit's own R^2, and the share of live units (non-zero
+    variance) with R^2 >= WELL_EXPLAINED."""
     p, _, H = hidden.shape
     a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
     columns = [np.ones(p * p)]
     for k in key:
         w = 2 * np.pi * k / p
-        for angle in (a, b, a + b):
+        for angle in (a, b, a + b, a - b):
             columns += [np.cos(w * angle).ravel(), np.sin(w * angle).ravel()]
     X = np.stack(columns, axis=1)                                  # (p*p, F)
     Y = hidden.reshape(p * p, H)
     coef, *_ = np.linalg.lstsq(X, Y, rcond=None)
-    return float(np.linalg.norm(Y - X @ coef) / max(np.linalg.norm(Y), 1e-300))
+    fit = X @ coef
+    variance = np.sum((Y - Y.mean(axis=0)) ** 2, axis=0)           # (H,) per unit, centred
+    residual = np.sum((Y - fit) ** 2, axis=0)                      # (H,)
+    alive = variance > 1e-12 * max(float(variance.max()), 1e-300)
+    r2 = np.where(alive, 1 - residual / np.where(alive, variance, 1.0), 0.0)
+    well = int(np.sum(alive & (r2 >= WELL_EXPLAINED)))
+    return {"relative_error": relative_error(Y, fit), "fvu": fvu(Y, fit, axis=0),
+            "unit_r2": r2.tolist(), "units_alive": int(alive.sum()), "units_well_explained": well,
+            "share_well_explained": well / max(int(alive.sum()), 1)}
+
+
+# --- logit-level progress measures (after Nanda et al. 2023) ----------------------------
+
+def sum_projection(logits, freqs):
+    """sum_{k in freqs} P_k L, where P_k projects each answer's slice L(., ., c) onto
+    span{cos(w_k (a+b)), sin(w_k (a+b))} over the (a, b) grid.
+
+    Such a function depends on (a+b) mod p alone, so it is returned as Q (p, p) over
+    (s, c): sum_k P_k L (a, b, c) = Q[(a+b) mod p, c]. Projecting onto functions of a+b
+    only needs G(s, c), the sum of L over the pairs with a+b = s, and its DFT over s:
+    P_k L = (2/p^2) Re(F_k e^{i w_k s}) with F_k = sum_s G(s) e^{-i w_k s} (weight 1, not
+    2, at the Nyquist frequency), which is irfft over the kept frequencies, over p."""
+    p = logits.shape[0]
+    a = np.arange(p)
+    b = (a[:, None] - a[None, :]) % p                              # (s, a): b = s - a
+    G = logits[a[None, :], b].sum(axis=1)                          # (s, c)
+    F = np.fft.rfft(G, axis=0)                                     # (K+1, c)
+    mask = np.zeros(F.shape[0])
+    mask[[k for k in freqs if 1 <= k <= p // 2]] = 1.0
+    return np.fft.irfft(F * mask[:, None], n=p, axis=0) / p        # (s, c)
+
+
+def restricted_and_excluded(logits, freqs):
+    """(restricted, excluded) logits (p, p, p): mean over (a, b) of each answer's slice plus
+    sum_{k in freqs} P_k L, and L minus that sum (see `sum_projection`)."""
+    p = logits.shape[0]
+    s = np.add.outer(np.arange(p), np.arange(p)) % p               # (a, b)
+    key_part = sum_projection(logits, freqs)[s]                    # (p, p, p)
+    restricted = logits.mean(axis=(0, 1)) + key_part
+    return restricted, logits - key_part
+
+
+def cross_entropy(logits, pairs):
+    """Mean softmax cross-entropy of logits (p, p, p) at the (a, b) pairs (n, 2), target a+b."""
+    p = logits.shape[0]
+    rows = logits[pairs[:, 0], pairs[:, 1]]                        # (n, p)
+    shifted = rows - rows.max(axis=1, keepdims=True)
+    log_z = np.log(np.exp(shifted).sum(axis=1))
+    correct = shifted[np.arange(len(pairs)), (pairs[:, 0] + pairs[:, 1]) % p]
+    return float(np.mean(log_z - correct))
+
+
+def logit_measures(logits, freqs, train_pairs, test_pairs):
+    """restricted_loss (all pairs), restricted_test_loss (test pairs) and excluded_loss
+    (train pairs) for the frequency set `freqs`."""
+    p = logits.shape[0]
+    everything = np.stack(np.meshgrid(np.arange(p), np.arange(p), indexing="ij"), -1).reshape(-1, 2)
+    restricted, excluded = restricted_and_excluded(logits, freqs)
+    return {"restricted_loss": cross_entropy(restricted, everything),
+            "restricted_test_loss": cross_entropy(restricted, test_pairs),
+            "excluded_loss": cross_entropy(excluded, train_pairs)}
 
 
 def hidden_spectrum(energy_2d):
@@ -214,38 +295,78 @@ def weight_key_frequencies(params, threshold=0.25):
     return key_frequencies(spectra, threshold), np.mean([shares(s) for s in spectra], axis=0)
 
 
-def analyze(params, activation="relu", threshold=0.25):
-    """The whole Fourier picture of a seq_len-2 model, as plain JSON-ready data."""
+THRESHOLDS = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5)   # the spectral count is reported at each
+
+
+def strength_order(mean_share):
+    """Frequencies k >= 1, strongest first (by mean share; ties by k)."""
+    return sorted(range(1, len(mean_share)), key=lambda k: (-mean_share[k], k))
+
+
+def analyze(params, activation="relu", threshold=0.25, fit_key=None, split=None):
+    """The whole Fourier picture of a seq_len-2 model, as plain JSON-ready data.
+
+    The fits, the energy shares under `energy_share_fit` and the logit-level measures use
+    `fit_key` (the spectral key frequencies when None). `split`, a pair of (n, 2) arrays
+    of train and test pairs, adds the restricted and excluded losses."""
     p = params["E"].shape[0]
     tables = model_tables(params, activation)
     spectra = {name: spectrum(tables[name], axis=0) for name in ("E", "U", "W_out")}
     spectra["logits"] = spectrum(tables["logits"], axis=2)
     hidden_2d = spectrum_2d(tables["hidden"])
     spectra["hidden"] = hidden_spectrum(hidden_2d)
-    key = key_frequencies([spectra["E"], spectra["U"], spectra["W_out"]], threshold)
+    weights = [spectra["E"], spectra["U"], spectra["W_out"]]
+    key = key_frequencies(weights, threshold)
+    fit_key = key if fit_key is None else [int(k) for k in fit_key]
     totals = {name: spec[1:].sum() for name, spec in spectra.items()}
     totals["hidden"] = hidden_2d.sum() - hidden_2d[0, 0]
-    energy_share = {name: float(spectra[name][key].sum() / totals[name]) if totals[name] > 0 else 0.0
-                    for name in spectra}
-    logit_error, fit_accuracy, _ = fit_logits(tables["logits"], key)
+
+    def share_at(freqs):
+        return {name: float(spectra[name][list(freqs)].sum() / totals[name]) if totals[name] > 0 else 0.0
+                for name in spectra}
+
+    logit_error, fit_accuracy, _ = fit_logits(tables["logits"], fit_key)
+    hidden = fit_hidden(tables["hidden"], fit_key)
     dominant, explained = neuron_frequencies(tables["hidden"])
     accuracy = float(np.mean(np.argmax(tables["logits"], axis=2) ==
                              np.add.outer(np.arange(p), np.arange(p)) % p))
-    return {
+    mean_share = np.mean([shares(s) for s in weights], axis=0)
+    report = {
         "p": p,
         "key_frequencies": key,
         "key_rule": KEY_RULE.format(threshold=threshold),
         "threshold": threshold,
+        "spectral_count_by_threshold": {str(t): len(key_frequencies(weights, t)) for t in THRESHOLDS},
+        "strength_order": strength_order(mean_share),
         "accuracy_all_pairs": accuracy,
         "spectra": {name: spec.tolist() for name, spec in spectra.items()},
         "hidden_spectrum_2d": hidden_2d.tolist(),
-        "energy_share": energy_share,
-        "fit": {"logits_relative_error": logit_error, "logits_fit_accuracy": fit_accuracy,
-                "hidden_relative_error": fit_hidden(tables["hidden"], key)},
+        "energy_share": share_at(key),
+        "energy_share_fit": share_at(fit_key),
+        "fit": {"frequencies": fit_key,
+                "logits_relative_error": logit_error, "logits_fvu": logit_error ** 2,
+                "logits_fit_accuracy": fit_accuracy,
+                "hidden_relative_error": hidden["relative_error"], "hidden_fvu": hidden["fvu"],
+                "hidden_units_alive": hidden["units_alive"],
+                "hidden_units_well_explained": hidden["units_well_explained"],
+                "hidden_share_well_explained": hidden["share_well_explained"],
+                "well_explained_r2": WELL_EXPLAINED, "hidden_unit_r2": hidden["unit_r2"],
+                "measures": FIT_MEASURES},
         "neurons": {"dominant_frequency": dominant.tolist(), "explained": explained.tolist(),
                     "count_per_frequency": np.bincount(dominant, minlength=p // 2 + 1).tolist()},
         "clock": clock_coordinates(tables["E"], key),
     }
+    if split is not None:
+        report["logit_measures"] = logit_measures(tables["logits"], fit_key, *split)
+    return report
+
+
+FIT_MEASURES = (
+    "relative_error = ||y - fit|| / ||y||; fvu (fraction of variance unexplained, 1 - R^2) = "
+    "||y - fit||^2 / ||y - mean(y)||^2. Logits are centred per (a, b) row (softmax ignores a "
+    "row constant), so their mean is 0 and logits_fvu = logits_relative_error^2. The hidden "
+    "state is centred per unit over (a, b); a unit is well explained when its own R^2 >= "
+    "well_explained_r2.")
 
 
 def clock_coordinates(E, key):

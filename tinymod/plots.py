@@ -21,8 +21,20 @@ def _column(rows, key):
 
 
 def _steps(rows):
-    # log-x needs positive steps: the step-0 evaluation is drawn at step 1
-    return [max(row["step"], 1) for row in rows]
+    return [row["step"] for row in rows]
+
+
+def _step_axis(ax):
+    """Steps on a log axis that still shows step 0: linear from 0 to 1, then logarithmic."""
+    ax.set_xscale("symlog", linthresh=1, linscale=0.5)
+    ax.set_xlabel("step (0, then log scale)")
+    ax.set_xlim(left=0)
+
+
+def _mark_grok(ax, rows):
+    grok = next((r["step"] for r in rows if r["test_acc"] >= 0.99), None)
+    if grok is not None:
+        ax.axvline(grok, color="k", ls=":", lw=1, label=f"test accuracy 99% (step {grok})")
 
 
 def training_curves(rows, path, title=""):
@@ -35,11 +47,13 @@ def training_curves(rows, path, title=""):
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
     ax_loss.plot(steps, _column(rows, "train_loss"), label="train")
     ax_loss.plot(steps, _column(rows, "test_loss"), label="test")
-    ax_loss.set(xscale="log", yscale="log", xlabel="step", ylabel="cross-entropy loss")
+    ax_loss.set(yscale="log", ylabel="cross-entropy loss")
     ax_acc.plot(steps, [100 * a for a in _column(rows, "train_acc")], label="train")
     ax_acc.plot(steps, [100 * a for a in _column(rows, "test_acc")], label="test")
-    ax_acc.set(xscale="log", xlabel="step", ylabel="accuracy (%)", ylim=(-2, 102))
+    ax_acc.set(ylabel="accuracy (%)", ylim=(-2, 102))
     for ax in (ax_loss, ax_acc):
+        _step_axis(ax)
+        _mark_grok(ax, rows)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     fig.suptitle(title or "training curves")
@@ -51,7 +65,8 @@ def weight_norm(rows, path, title=""):
     trades memorisation for the Fourier algorithm)."""
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(_steps(rows), _column(rows, "weight_norm"))
-    ax.set(xscale="log", xlabel="step", ylabel="weight norm ||θ||₂", title=title or "weight norm")
+    _step_axis(ax)
+    ax.set(ylabel="weight norm ||θ||₂", title=title or "weight norm")
     ax.grid(True, which="both", alpha=0.3)
     return _save(fig, path)
 
@@ -166,4 +181,49 @@ def ablation_cumulative(report, path):
     ax.set(xlabel="frequencies removed", ylabel="accuracy, all pairs (%)", ylim=(-2, 102),
            title="removing frequencies one after another")
     ax.legend()
+    return _save(fig, path)
+
+
+PHASE_COLOURS = {"memorisation": "C1", "circuit formation": "C2", "cleanup": "C4"}
+
+
+def progress(report, path, title=""):
+    """Six panels on one step axis (0, then log): accuracies, losses (with restricted and
+    excluded), weight norm, energy at the key frequencies, sparsity and low rank; the
+    phases shaded."""
+    rows = report["rows"]
+    steps = _steps(rows)
+    fig, axes = plt.subplots(3, 2, figsize=(12, 10), sharex=True)
+    (acc, loss), (norm, energy), (sparse, low) = axes
+    for name, label in (("train_acc", "train"), ("test_acc", "test")):
+        acc.plot(steps, [100 * r[name] for r in rows], label=label)
+    acc.set(ylabel="accuracy (%)", ylim=(-2, 102))
+    for name, label in (("train_loss", "train"), ("test_loss", "test"),
+                        ("restricted_loss", "restricted (all pairs)"),
+                        ("restricted_test_loss", "restricted (test)"), ("excluded_loss", "excluded (train)")):
+        loss.plot(steps, [max(r[name], 1e-12) for r in rows], label=label)
+    loss.set(yscale="log", ylabel="cross-entropy loss")
+    norm.plot(steps, _column(rows, "weight_norm"), color="k", label="all parameters")
+    for name in rows[0]["weight_norm_per_matrix"]:
+        norm.plot(steps, [r["weight_norm_per_matrix"][name] for r in rows], lw=0.8, label=name)
+    norm.set(ylabel="weight norm")
+    for name, label in (("E", "E"), ("U", "E @ W_ihᵀ"), ("W_out", "W_out"), ("logits", "logits")):
+        energy.plot(steps, [100 * r["key_energy"][name] for r in rows], label=label)
+    energy.set(ylabel=f"energy at {len(report['key_frequencies'])} key frequencies (%)", ylim=(-2, 102))
+    sparse.plot(steps, _column(rows, "frequencies_for_90"), color="C0")
+    sparse.set(ylabel="frequencies holding 90% of E @ W_ihᵀ")
+    for name, label in (("U", "E @ W_ihᵀ"), ("W_out", "W_out")):
+        low.plot(steps, [100 * r["top_2k_singular_energy"][name] for r in rows], label=label)
+    low.set(ylabel=f"energy in top {2 * len(report['key_frequencies'])} singular values (%)", ylim=(-2, 102))
+    for ax in axes.flat:
+        for phase in report["phases"]:
+            ax.axvspan(phase["start"], phase["end"], color=PHASE_COLOURS[phase["name"]], alpha=0.12,
+                       label=phase["name"] if ax is acc else None)
+        _step_axis(ax)
+        if ax not in axes[-1]:
+            ax.set_xlabel("")
+        ax.grid(True, which="both", alpha=0.3)
+        if ax is not sparse:
+            ax.legend(fontsize=7)
+    fig.suptitle(title or f"through training: key frequencies {' '.join(map(str, report['key_frequencies']))}")
     return _save(fig, path)

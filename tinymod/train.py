@@ -26,7 +26,7 @@ from tinymod.config import FIELDS, TrainConfig
 from tinymod.errors import TinymodError
 
 GROK_ACC = 0.99
-RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "stop_at")
+RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "snapshot_every", "stop_at")
 # everything a run folder can hold, training and analysis outputs (removed by --overwrite)
 RUN_FILES = ("config.json", "metrics.jsonl", "model.npz") + report.OUTPUTS
 
@@ -45,6 +45,7 @@ def _ensure_writable(out):
     try:
         out.mkdir(parents=True, exist_ok=True)
         (out / "checkpoints").mkdir(exist_ok=True)
+        (out / checkpoint.SNAPSHOTS).mkdir(exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
     except OSError as e:
         raise TinymodError(f"cannot write to {out}: {e.strerror or e}") from None
@@ -90,7 +91,8 @@ def prepare_run(config, out, resume=False, overwrite=False, overrides=()):
     if has_run and overwrite and not resume:
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
-        for old in (out / "checkpoints").glob("step_*.npz"):
+        for old in [*(out / "checkpoints").glob("step_*.npz"),
+                    *(out / checkpoint.SNAPSHOTS).glob("step_*.npz")]:
             old.unlink()
     return config, out
 
@@ -150,6 +152,12 @@ def _save(out, step, params, config, opt, seconds):
     return checkpoint.save(path, params, meta, opt.state_dict())
 
 
+def _snapshot(out, step, params, config):
+    """Parameters only (no optimiser state), for tinymod progress."""
+    meta = {**config.to_dict(), "step": step, "version": __version__}
+    checkpoint.save(out / checkpoint.SNAPSHOTS / checkpoint.checkpoint_name(step), params, meta)
+
+
 def run(config, out, resume=False, overwrite=False, overrides=(), progress=None):
     """Train per `config` into the folder `out`; return the summary dict.
 
@@ -171,8 +179,10 @@ def run(config, out, resume=False, overwrite=False, overrides=(), progress=None)
         params = {k: backend.asarray(xp, v, like=ds.x_train) for k, v in saved_params.items()}
         opt.load_state_dict(opt_state)
         start, seconds = saved["step"], saved.get("seconds", 0.0)
-    for stale in (out / "checkpoints").glob(".*.tmp"):       # torn writes of a killed run
+    for stale in [*(out / "checkpoints").glob(".*.tmp"),     # torn writes of a killed run
+                  *(out / checkpoint.SNAPSHOTS).glob(".*.tmp")]:
         stale.unlink()
+    snapshots = set(checkpoint.snapshot_steps(config.steps, config.snapshot_every))
     rows = [r for r in read_metrics(out / "metrics.jsonl") if r["step"] <= start] if resume else []
     _write_json(out / "config.json", {**config.to_dict(), "version": __version__,
                                       "numpy": np.__version__})
@@ -190,6 +200,8 @@ def run(config, out, resume=False, overwrite=False, overrides=(), progress=None)
             metrics.writelines(json.dumps(r) + "\n" for r in rows)   # kept from before a resume
             if not rows:
                 rows.append(_evaluate(params, ds, config, 0, 0.0))
+                if snapshots:
+                    _snapshot(out, 0, params, config)
                 metrics.write(json.dumps(rows[-1]) + "\n")
             t0 = time.perf_counter() - seconds
             if progress:
@@ -201,6 +213,8 @@ def run(config, out, resume=False, overwrite=False, overrides=(), progress=None)
                 if not math.isfinite(loss):
                     _diverged(step, out)
                 opt.step(params, grads)
+                if step in snapshots:
+                    _snapshot(out, step, params, config)
                 seconds = time.perf_counter() - t0
                 if step % config.eval_every == 0 or step == config.steps:
                     rows.append(_evaluate(params, ds, config, step, seconds))
@@ -225,6 +239,8 @@ def run(config, out, resume=False, overwrite=False, overrides=(), progress=None)
     _check_finite(params, step, out)
     if checkpoint.newest_checkpoint(out) != out / "checkpoints" / checkpoint.checkpoint_name(step):
         _save(out, step, params, config, opt, seconds)
+    if snapshots and step not in snapshots:                  # stopped early: keep the end too
+        _snapshot(out, step, params, config)
     meta = {**config.to_dict(), "step": step, "seconds": seconds, "version": __version__}
     checkpoint.save(out / "model.npz", params, meta)
     title = f"p = {config.p}, frac = {config.frac}, {config.activation}, preset {config.preset}"

@@ -1,0 +1,123 @@
+"""Progress measures through training (after Nanda et al. 2023, "Progress measures for
+grokking"): every parameter snapshot of a run, measured against the final model's
+functional key frequencies S, and the three phases they reveal.
+
+Per snapshot (one row):
+  - train/test loss and accuracy, the weight norm (total and per matrix);
+  - restricted_loss / restricted_test_loss: cross-entropy of the logits keeping only each
+    answer's mean and the S terms cos/sin(w_k (a+b)) (all pairs / test pairs): how well
+    the Fourier circuit alone does;
+  - excluded_loss: cross-entropy on the train pairs of the logits with the S terms taken
+    out: how well the model does without the circuit, i.e. by memorisation;
+  - the energy share at S of E, E @ W_ih.T, W_out and the logits; how many frequencies
+    hold 90% of the energy of E @ W_ih.T (sparsity); the top-2|S| singular energy of
+    E @ W_ih.T and W_out (low rank).
+Letters: p residues, K = |S|.
+"""
+import math
+
+import numpy as np
+
+from tinymod import checkpoint, fourier, rank
+from tinymod.data import make_dataset
+from tinymod.errors import TinymodError
+
+GROK = 0.99           # accuracy that counts as learned
+HALF = 0.5            # test accuracy at which generalisation overtakes memorisation
+CLEAN = 0.99          # cleanup ends when the test loss is at most ln(1/CLEAN)
+PHASE_RULES = {
+    "memorisation": f"from step 0 to the first snapshot with train accuracy >= {GROK}",
+    "circuit formation": f"from the end of memorisation to the first snapshot with test accuracy >= {HALF}",
+    "cleanup": (f"from the end of circuit formation to the first snapshot with test loss <= "
+                f"ln(1/{CLEAN}) (on geometric average {CLEAN:.0%} of the probability on the right "
+                f"answer, the functional key frequencies' bar), or to the last snapshot, marked open"),
+}
+NAMES = tuple(PHASE_RULES)
+
+
+def _energy_share(spec, key):
+    total = float(np.sum(spec[1:]))
+    return float(np.sum(spec[list(key)]) / total) if total > 0 else 0.0
+
+
+def frequencies_for(spec, level=0.9):
+    """How many frequencies k >= 1, strongest first, hold `level` of the non-constant energy."""
+    energy = np.sort(np.asarray(spec[1:]))[::-1]
+    total = energy.sum()
+    if total <= 0:
+        return 0
+    return int(np.searchsorted(np.cumsum(energy) / total, level - 1e-12) + 1)
+
+
+def measure(params, activation, key, train_pairs, test_pairs):
+    """One row of progress measures for a model (see the module docstring)."""
+    P = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
+    tables = fourier.model_tables(P, activation)
+    logits = tables["logits"]                                       # (p, p, p) over (a, b, c)
+    p = logits.shape[0]
+    row = {}
+    for name, pairs in (("train", train_pairs), ("test", test_pairs)):
+        answers = np.argmax(logits[pairs[:, 0], pairs[:, 1]], axis=1)
+        row[f"{name}_loss"] = fourier.cross_entropy(logits, pairs)
+        row[f"{name}_acc"] = float(np.mean(answers == (pairs[:, 0] + pairs[:, 1]) % p))
+    norms = {name: float(np.sqrt(np.sum(v ** 2))) for name, v in P.items()}
+    row["weight_norm"] = math.sqrt(sum(n ** 2 for n in norms.values()))
+    row["weight_norm_per_matrix"] = norms
+    row.update(fourier.logit_measures(logits, key, train_pairs, test_pairs))
+    spectra = {name: fourier.spectrum(tables[name]) for name in ("E", "U", "W_out")}
+    spectra["logits"] = fourier.spectrum(logits, axis=2)
+    row["key_energy"] = {name: _energy_share(spec, key) for name, spec in spectra.items()}
+    row["frequencies_for_90"] = frequencies_for(spectra["U"])
+    r = min(2 * len(key), p)
+    row["top_2k_singular_energy"] = {
+        name: float(rank.energy_shares(np.linalg.svd(tables[name], compute_uv=False))[r - 1]) if r else 0.0
+        for name in ("U", "W_out")}
+    return row
+
+
+def phases(rows):
+    """The phases (PHASE_RULES) as [{"name", "start", "end", "open"}], in order; a phase
+    that has not begun by the last snapshot is left out."""
+    steps = [r["step"] for r in rows]
+
+    def first(start, test):
+        return next((r["step"] for r in rows if r["step"] >= start and test(r)), None)
+
+    ends = [first(0, lambda r: r["train_acc"] >= GROK)]
+    ends.append(first(ends[0], lambda r: r["test_acc"] >= HALF) if ends[0] is not None else None)
+    ends.append(first(ends[1], lambda r: r["test_loss"] <= math.log(1 / CLEAN)) if ends[1] is not None else None)
+    out, start = [], steps[0]
+    for name, end in zip(NAMES, ends):
+        out.append({"name": name, "start": start, "end": steps[-1] if end is None else end,
+                    "open": end is None})
+        if end is None:
+            break
+        start = end
+    return out
+
+
+def analyze(folder, config, key, on_row=None):
+    """progress.json's content for the run in `folder`, measured at the frequencies `key`
+    (the final model's functional set). Raises TinymodError when there are no snapshots."""
+    found = checkpoint.list_snapshots(folder)
+    if not found:
+        raise TinymodError(
+            f"{folder} has no parameter snapshots ({checkpoint.SNAPSHOTS}/); runs trained by this "
+            f"tinymod keep them by default: train again (or --resume with more --steps) "
+            f"without --snapshot-every 0")
+    if config["seq_len"] != 2:
+        raise TinymodError(f"progress reads (a + b) models; {folder} has seq_len {config['seq_len']}")
+    ds = make_dataset(config["p"], 2, config["frac"], config["seed"])
+    rows = []
+    for step, path in found:
+        params, saved, _ = checkpoint.load(path)
+        if saved["step"] != step:
+            raise TinymodError(f"snapshot {path} holds step {saved['step']}, not the step in its name")
+        if (saved["p"], saved["d_embed"], saved["d_hidden"]) != (config["p"], config["d_embed"], config["d_hidden"]):
+            raise TinymodError(f"snapshot {path} does not match the run's model (p, widths)")
+        rows.append({"step": step, **measure(params, config["activation"], key, ds.x_train, ds.x_test)})
+        if on_row:
+            on_row(rows[-1])
+    return {"key_frequencies": [int(k) for k in key],
+            "key_set": "the final model's functional key frequencies (fourier.json)",
+            "rows": rows, "phases": phases(rows), "phase_rules": PHASE_RULES}
