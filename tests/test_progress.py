@@ -190,3 +190,12 @@ def test_progress_bad_inputs_change_no_file(tmp_path, tiny_run):
     assert _files(tmp_path) == before
     result = runner.invoke(main, ["train", "--snapshot-every", "-1", "--out", str(tmp_path / "x")])
     assert result.exit_code == 1 and "snapshot-every must be 0" in result.output
+
+
+def test_overwrite_removes_the_old_snapshots(tiny_run):
+    run = tiny_run(40)
+    assert checkpoint.list_snapshots(run)
+    result = CliRunner().invoke(main, ["train", "--preset", "quick", "--p", "11", "--d-embed", "8", "--d-hidden",
+                                       "16", "--steps", "10", "--snapshot-every", "0", "--overwrite", "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert checkpoint.list_snapshots(run) == []

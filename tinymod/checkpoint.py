@@ -30,7 +30,7 @@ def checkpoint_name(step):
 
 SNAPSHOTS = "snapshots"   # run/snapshots/step_NNNNNNN.npz: parameters only, for tinymod progress
 SNAPSHOTS_PER_RUN = 50    # evenly spaced, by default ...
-SNAPSHOTS_PER_DECADE = 8  # ... plus this many per decade of steps, to resolve the early phases
+SNAPSHOTS_PER_DECADE = 12  # ... plus this many per decade of steps, to resolve the early phases
 
 
 def snapshot_steps(steps, every=None):

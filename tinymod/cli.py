@@ -30,7 +30,7 @@ def _default(name):
     from tinymod.config import PRESETS
     value = getattr(PRESETS["default"], name)
     return {"batch_size": "full batch", "stop_at": "off", "threads": "every core",
-            "snapshot_every": "50 evenly spaced plus 8 per decade"}.get(name, value) \
+            "snapshot_every": "50 evenly spaced plus 12 per decade"}.get(name, value) \
         if value is None else value
 
 
