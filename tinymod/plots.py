@@ -45,11 +45,11 @@ def training_curves(rows, path, title=""):
     """
     steps = _steps(rows)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
-    ax_loss.plot(steps, _column(rows, "train_loss"), label="train")
-    ax_loss.plot(steps, _column(rows, "test_loss"), label="test")
+    ax_loss.plot(steps, _column(rows, "train_loss"), ".-", ms=3, label="train")
+    ax_loss.plot(steps, _column(rows, "test_loss"), ".-", ms=3, label="test")
     ax_loss.set(yscale="log", ylabel="cross-entropy loss")
-    ax_acc.plot(steps, [100 * a for a in _column(rows, "train_acc")], label="train")
-    ax_acc.plot(steps, [100 * a for a in _column(rows, "test_acc")], label="test")
+    ax_acc.plot(steps, [100 * a for a in _column(rows, "train_acc")], ".-", ms=3, label="train")
+    ax_acc.plot(steps, [100 * a for a in _column(rows, "test_acc")], ".-", ms=3, label="test")
     ax_acc.set(ylabel="accuracy (%)", ylim=(-2, 102))
     for ax in (ax_loss, ax_acc):
         _step_axis(ax)
