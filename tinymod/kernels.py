@@ -2,11 +2,15 @@
 
 Letters: B examples, H hidden units, p residues (rows of a per-residue table).
 
-Each public function picks the numba kernel for NumPy arrays when numba is importable
-and `TINYMOD_NUMBA` is not "0", and the twin otherwise (CuPy arrays always take the
-twin). Twins are the reference: written once, plainly, and tests compare the kernels
-against them. No kernel uses `fastmath` or `prange`, so each one does the same
-arithmetic as its twin, up to the order of float summation.
+Each kernel is registered once, in `KERNELS`, beside its twin: the *portable* version,
+plain array-API code that NumPy, CuPy and any standard library run. The public function
+`register` returns picks the numba kernel for NumPy arrays when numba is importable and
+`TINYMOD_NUMBA` is not "0", and the portable twin otherwise (CuPy arrays always take it).
+Twins are the reference: written once, plainly, and tests iterate over the registry to
+compare each kernel with its twin, NaN and inf included. No kernel uses `fastmath` or
+`prange`, so each one does the same arithmetic as its twin, up to the order of float
+summation, and a NaN or inf goes where the twin sends it (a relu written `v if v > 0 else
+0` would turn NaN into 0; these are written `0 if v <= 0 else v`).
 
 Compiled kernels are cached on disk (`cache=True`). numba writes the cache beside this
 file, or in the user's cache folder when the install folder is read-only; if no folder
@@ -15,6 +19,8 @@ is writable at all the kernels compile in memory instead, quietly.
 import os
 
 import numpy as np
+
+from typing import Callable, NamedTuple
 
 from tinymod.backend import arange, namespace
 
@@ -52,17 +58,56 @@ def _use_numba(*arrays):
     return namespace(*arrays) is np and numba_enabled()
 
 
+class Kernel(NamedTuple):
+    name: str
+    fast: Callable        # the numba path (NumPy arrays only)
+    portable: Callable    # the array-API twin: the reference, and what CuPy runs
+
+
+KERNELS = {}
+
+
+def register(portable, loop=None, fast=None):
+    """Register a kernel with its portable twin, once, and return the dispatcher: the
+    compiled `loop` (or a `fast` function that calls compiled loops) for NumPy arrays
+    when numba is on, the twin otherwise. Array arguments decide: the first two."""
+    name = portable.__name__.removesuffix("_portable")
+    fast = fast or (lambda *args: compiled(loop)(*args))
+    KERNELS[name] = Kernel(name, fast, portable)
+
+    def dispatch(*args):
+        arrays = [a for a in args[:2] if hasattr(a, "shape")]
+        return (fast if _use_numba(*arrays) else portable)(*args)
+    dispatch.__name__, dispatch.__doc__ = name, portable.__doc__
+    return dispatch
+
+
 # --- scatter-add of rows: out[idx[i]] += vals[i] -------------------------------------
 
-def scatter_add_rows_numpy(out, idx, vals):
+def scatter_add_rows_portable(out, idx, vals):
     """out (p, H) += the rows of vals (B, H) added into the rows idx (B,) names; in place.
 
     Written as a one-hot matmul, onehot(idx).T @ vals: plain array-API code that runs on
     any backend (the standard has no scatter-add), at the cost of B * p * H multiply-adds.
+    A matmul multiplies every value by the zeros of the other rows too, and 0 * inf is
+    NaN, so non-finite values go round it: counted per cell, then placed as the loop would
+    leave them (NaN if any NaN or both infinities, else the infinity).
     """
     xp = namespace(out, vals)
     onehot = xp.astype(idx[:, None] == arange(xp, out.shape[0], out)[None, :], vals.dtype)  # (B, p)
-    out += onehot.T @ vals
+    finite = xp.isfinite(vals)
+    if bool(xp.all(finite)):
+        out += onehot.T @ vals
+        return out
+    out += onehot.T @ xp.where(finite, vals, xp.zeros_like(vals))
+
+    def count(mask):
+        return onehot.T @ xp.astype(mask, vals.dtype)                    # (p, H)
+    nan, pos, neg = count(xp.isnan(vals)), count(vals == xp.inf), count(vals == -xp.inf)
+    full = lambda v: xp.full_like(out, v)
+    special = xp.where((nan > 0) | ((pos > 0) & (neg > 0)), full(xp.nan),
+                       xp.where(pos > 0, full(xp.inf), xp.where(neg > 0, full(-xp.inf), full(0.0))))
+    out += special
     return out
 
 
@@ -74,15 +119,12 @@ def _scatter_add_rows(out, idx, vals):
     return out
 
 
-def scatter_add_rows(out, idx, vals):
-    if _use_numba(out, vals):
-        return compiled(_scatter_add_rows)(out, idx, vals)
-    return scatter_add_rows_numpy(out, idx, vals)
+scatter_add_rows = register(scatter_add_rows_portable, _scatter_add_rows)
 
 
 # --- forward step: h = act(first[i1] + second[i2] + bias) -----------------------------
 
-def gather_add_act_numpy(first, i1, second, i2, bias, relu):
+def gather_add_act_portable(first, i1, second, i2, bias, relu):
     """act(first[i1] + second[i2] + bias), (B, H): two row lookups, a bias, relu or tanh.
     At t = 2 both are per-residue tables; later, `first` is the dense h @ W_hh.T with
     i1 = 0..B-1."""
@@ -98,21 +140,18 @@ def _gather_add_act(first, i1, second, i2, bias, relu):
         for j in range(out.shape[1]):
             v = first[r1, j] + second[r2, j] + bias[j]
             if relu:
-                out[i, j] = v if v > 0 else 0
+                out[i, j] = 0 if v <= 0 else v           # NaN stays NaN, as in np.maximum
             else:
                 out[i, j] = np.tanh(v)
     return out
 
 
-def gather_add_act(first, i1, second, i2, bias, relu):
-    if _use_numba(first, second):
-        return compiled(_gather_add_act)(first, i1, second, i2, bias, relu)
-    return gather_add_act_numpy(first, i1, second, i2, bias, relu)
+gather_add_act = register(gather_add_act_portable, _gather_add_act)
 
 
 # --- activation backward: dpre = dh * act'(pre), from h = act(pre) -------------------
 
-def act_backward_numpy(dh, h, relu):
+def act_backward_portable(dh, h, relu):
     """Back through the activation, using only its output h: relu' = [h > 0], tanh' = 1 - h^2."""
     xp = namespace(dh, h)
     return xp.where(h > 0, dh, xp.zeros_like(dh)) if relu else dh * (1 - h * h)
@@ -129,21 +168,18 @@ def _act_backward(dh, h, relu):
     return out
 
 
-def act_backward(dh, h, relu):
-    if _use_numba(dh, h):
-        return compiled(_act_backward)(dh, h, relu)
-    return act_backward_numpy(dh, h, relu)
+act_backward = register(act_backward_portable, _act_backward)
 
 
 # --- the step-2 backward, fused: activation, bias and both table lookups -----------------
 
-def act_backward_scatter_numpy(dh, h, relu, i1, d_first, i2, d_second, d_bias):
+def act_backward_scatter_portable(dh, h, relu, i1, d_first, i2, d_second, d_bias):
     """In place: dpre = dh * act'(h); d_first[i1] += dpre; d_second[i2] += dpre;
     d_bias += sum over examples of dpre. Nothing (B, H)-sized is kept."""
     xp = namespace(dh, h)
-    dpre = act_backward_numpy(dh, h, relu)
-    scatter_add_rows_numpy(d_first, i1, dpre)
-    scatter_add_rows_numpy(d_second, i2, dpre)
+    dpre = act_backward_portable(dh, h, relu)
+    scatter_add_rows_portable(d_first, i1, dpre)
+    scatter_add_rows_portable(d_second, i2, dpre)
     d_bias += xp.sum(dpre, axis=0)
 
 
@@ -165,16 +201,12 @@ def _act_backward_scatter(dh, h, relu, i1, d_first, i2, d_second, d_bias):
         d_bias[j] += acc[j]
 
 
-def act_backward_scatter(dh, h, relu, i1, d_first, i2, d_second, d_bias):
-    if _use_numba(dh, h):
-        compiled(_act_backward_scatter)(dh, h, relu, i1, d_first, i2, d_second, d_bias)
-    else:
-        act_backward_scatter_numpy(dh, h, relu, i1, d_first, i2, d_second, d_bias)
+act_backward_scatter = register(act_backward_scatter_portable, _act_backward_scatter)
 
 
 # --- softmax cross-entropy and its gradient -----------------------------------------
 
-def softmax_xent_numpy(logits, y):
+def softmax_xent_portable(logits, y):
     """Mean cross-entropy of softmax(logits) (B, p) against y (B,), and d loss / d logits.
 
     Stable for any finite logits: each row is shifted by its maximum before exp.
@@ -219,11 +251,12 @@ def _normalise_rows(e, zy, y):
     return total * inv
 
 
-def softmax_xent(logits, y):
-    if _use_numba(logits):
-        # exp is left to NumPy, whose exp is vectorised; numba's calls libm per element
-        z, zy = compiled(_shift_rows)(logits, y)
-        e = np.exp(z, out=z)                      # (B, p) in place
-        loss = compiled(_normalise_rows)(e, zy, y)       # e becomes d loss / d logits
-        return float(loss), e
-    return softmax_xent_numpy(logits, y)
+def _softmax_xent_fast(logits, y):
+    # exp is left to NumPy, whose exp is vectorised; numba's calls libm per element
+    z, zy = compiled(_shift_rows)(logits, y)
+    e = np.exp(z, out=z)                          # (B, p) in place
+    loss = compiled(_normalise_rows)(e, zy, y)    # e becomes d loss / d logits
+    return float(loss), e
+
+
+softmax_xent = register(softmax_xent_portable, fast=_softmax_xent_fast)

@@ -66,7 +66,8 @@ class Cache(NamedTuple):
     """
     x: object       # (B, T) int tokens
     H1: object      # (p, H) h_1 for each possible first token
-    hs: tuple       # h_2 .. h_T, each (B, H)
+    hs: tuple       # by time: hs[t] is h_t (B, H) for t = 2..T; hs[0] (h_0 = 0) and
+                    # hs[1] (h_1 = H1[x_1]) are None, never formed per example
     relu: bool
 
 
@@ -76,16 +77,27 @@ def _check_activation(activation):
     return activation == "relu"
 
 
+def _check_ids(ids, p, what):
+    """Kernels index tables with token ids and do no bounds checks: refuse ids outside [0, p)."""
+    xp = namespace(ids)
+    if ids.shape[0] and (int(xp.min(ids)) < 0 or int(xp.max(ids)) >= p):
+        raise ValueError(f"{what} ids must lie in [0, {p}), got {int(xp.min(ids))}..{int(xp.max(ids))}")
+
+
 def forward(params, x, activation="relu"):
     """logits (B, p) for tokens x (B, T), and the cache backward needs."""
     relu = _check_activation(activation)
     xp = namespace(params["E"])
     E, W_ih, W_hh, b_h = params["E"], params["W_ih"], params["W_hh"], params["b_h"]
     T = x.shape[1]
+    _check_ids(x, E.shape[0], "token")
     U = E @ W_ih.T                                   # (p, H) what each token writes in
-    pre1 = U + b_h                                   # (p, H) h_0 = 0, so h_1 is per residue
+    # h_0 @ W_hh.T is 0, but the contract computes it, and 0 * NaN or 0 * inf is NaN:
+    # keep that term (H,), so a non-finite W_hh is never hidden, even at T = 1
+    h0_term = xp.sum(W_hh * 0, axis=1)               # (H,) zeros, or NaN where W_hh is not finite
+    pre1 = U + (b_h + h0_term)                       # (p, H) h_0 = 0, so h_1 is per residue
     H1 = xp.maximum(pre1, 0) if relu else xp.tanh(pre1)
-    hs = []
+    hs = [None, None]                                # h_0, h_1: not per example
     if T == 1:
         h = xp.take(H1, x[:, 0], axis=0)            # (B, H)
     else:
@@ -107,7 +119,7 @@ def backward(params, cache, dlogits):
     x, H1, hs, relu = cache
     W_hh, W_out = params["W_hh"], params["W_out"]
     T = x.shape[1]
-    h_T = hs[-1] if hs else xp.take(H1, x[:, 0], axis=0)   # (B, H)
+    h_T = hs[T] if T >= 2 else xp.take(H1, x[:, 0], axis=0)   # (B, H)
     # back through the readout: logits = h_T @ W_out.T + b_out
     dW_out = dlogits.T @ h_T                          # (p, H)
     db_out = xp.sum(dlogits, axis=0)                  # (p,)
@@ -116,16 +128,16 @@ def backward(params, cache, dlogits):
     db_h = xp.zeros_like(params["b_h"])
     dW_hh = xp.zeros_like(W_hh)
     for t in range(T, 2, -1):                         # t = T .. 3, one row per example
-        dpre = act_backward(dh, hs[t - 2], relu)      # back through the activation (B, H)
+        dpre = act_backward(dh, hs[t], relu)          # back through the activation (B, H)
         db_h += xp.sum(dpre, axis=0)                  # back through the bias
         scatter_add_rows(dU, x[:, t - 1], dpre)       # back through the lookup U[x_t]
-        dW_hh += dpre.T @ hs[t - 3]                   # back through h_{t-1} @ W_hh.T
+        dW_hh += dpre.T @ hs[t - 1]                   # back through h_{t-1} @ W_hh.T
         dh = dpre @ W_hh                              # (B, H)
     if T >= 2:
         # t = 2: back through the activation, the bias and both lookups (U[x_2], and
         # A[x_1] with A = H1 @ W_hh.T, h_1 being row x_1 of H1), summed per residue
         dA = xp.zeros_like(H1)                        # (p, H)
-        act_backward_scatter(dh, hs[0], relu, x[:, 0], dA, x[:, 1], dU, db_h)
+        act_backward_scatter(dh, hs[2], relu, x[:, 0], dA, x[:, 1], dU, db_h)
         dW_hh += dA.T @ H1
         dH1 = dA @ W_hh                               # (p, H)
     else:                                             # T = 1, h_T = H1[x_1]: sum per residue
@@ -144,6 +156,7 @@ def backward(params, cache, dlogits):
 def loss_and_grads(params, x, y, activation="relu"):
     """Mean softmax cross-entropy of the model on (x, y), and its gradients."""
     logits, cache = forward(params, x, activation)
+    _check_ids(y, logits.shape[1], "target")
     loss, dlogits = softmax_xent(logits, y)
     return loss, backward(params, cache, dlogits)
 
@@ -157,6 +170,7 @@ def evaluate(params, x, y, activation="relu", batch_size=None):
     for start in range(0, n, step):
         xb, yb = x[start:start + step], y[start:start + step]
         logits, _ = forward(params, xb, activation)
+        _check_ids(yb, logits.shape[1], "target")
         loss, _ = softmax_xent(logits, yb)
         total_loss += loss * xb.shape[0]
         correct += int(xp.count_nonzero(xp.argmax(logits, axis=1) == yb))
