@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinymod import ablate, checkpoint, construct, data, fourier, progress, report
+from tinymod import ablate, checkpoint, construct, data, fourier, progress, report, runs
 from tinymod.cli import main
 
 
@@ -90,11 +90,11 @@ def test_logit_fvu_names_itself():
 
 
 def test_snapshot_schedule():
-    steps = checkpoint.snapshot_steps(5000)
+    steps = runs.snapshot_steps(5000)
     assert steps[0] == 0 and steps[-1] == 5000 and steps == sorted(set(steps))
     assert len(steps) >= 50 and sum(s <= 100 for s in steps) >= 10      # early phases resolved
-    assert checkpoint.snapshot_steps(5000, 0) == []
-    assert checkpoint.snapshot_steps(10, 4) == [0, 4, 8, 10]
+    assert runs.snapshot_steps(5000, 0) == []
+    assert runs.snapshot_steps(10, 4) == [0, 4, 8, 10]
 
 
 def test_phases_follow_their_rules():
@@ -118,8 +118,8 @@ def _files(folder):
 
 def test_progress_on_a_tiny_run(tiny_run):
     run = tiny_run(300)
-    snaps = checkpoint.list_snapshots(run)
-    assert [s for s, _ in snaps] == checkpoint.snapshot_steps(300)
+    snaps = runs.list_snapshots(run)
+    assert [s for s, _ in snaps] == runs.snapshot_steps(300)
     _, _, opt = checkpoint.load(snaps[-1][1])
     assert opt is None                                               # parameters only
     result = CliRunner().invoke(main, ["progress", str(run)])
@@ -194,8 +194,8 @@ def test_progress_bad_inputs_change_no_file(tmp_path, tiny_run):
 
 def test_overwrite_removes_the_old_snapshots(tiny_run):
     run = tiny_run(40)
-    assert checkpoint.list_snapshots(run)
+    assert runs.list_snapshots(run)
     result = CliRunner().invoke(main, ["train", "--preset", "quick", "--p", "11", "--d-embed", "8", "--d-hidden",
                                        "16", "--steps", "10", "--snapshot-every", "0", "--overwrite", "--out", str(run)])
     assert result.exit_code == 0, result.output
-    assert checkpoint.list_snapshots(run) == []
+    assert runs.list_snapshots(run) == []

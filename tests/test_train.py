@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tinymod import checkpoint, rnn, train
+from tinymod import checkpoint, rnn, runs, train
 from tinymod.cli import main
 
 TINY = ["--p", "7", "--frac", "0.6", "--d-embed", "8", "--d-hidden", "8", "--lr", "0.01",
@@ -82,7 +82,7 @@ def test_stop_and_resume_is_bit_identical(tmp_path, batch):
     a, b = model_params(tmp_path / "straight"), model_params(tmp_path / "split")
     for name in rnn.PARAM_NAMES:
         assert np.array_equal(a[name], b[name]), name
-    rows = train.read_metrics(tmp_path / "split" / "metrics.jsonl")
+    rows = runs.read_metrics(tmp_path / "split" / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(0, 41, 5))
 
 
@@ -94,13 +94,13 @@ def test_resume_after_a_crash_drops_metrics_past_the_checkpoint(tmp_path):
     for name in ("step_0000030.npz", "step_0000040.npz"):
         (run / "checkpoints" / name).unlink()
     (run / "model.npz").unlink()
-    rows = train.read_metrics(run / "metrics.jsonl")
+    rows = runs.read_metrics(run / "metrics.jsonl")
     (run / "metrics.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= 25) + '{"step": 3')
     (run / "checkpoints" / ".step_0000030.npz.abc.tmp").write_bytes(b"torn")
     result = invoke("--steps", 40, "--out", run, "--resume")
     assert result.exit_code == 0, result.output
-    assert [r["step"] for r in train.read_metrics(run / "metrics.jsonl")] == list(range(0, 41, 5))
+    assert [r["step"] for r in runs.read_metrics(run / "metrics.jsonl")] == list(range(0, 41, 5))
     assert not list((run / "checkpoints").glob(".*.tmp"))
     a, b = model_params(run), model_params(tmp_path / "ref")
     assert all(np.array_equal(a[n], b[n]) for n in rnn.PARAM_NAMES)
@@ -109,7 +109,7 @@ def test_resume_after_a_crash_drops_metrics_past_the_checkpoint(tmp_path):
 def test_stop_at_ends_early(tmp_path):
     result = invoke("--steps", 400, "--stop-at", 0.01, "--out", tmp_path / "r")
     assert result.exit_code == 0, result.output
-    last = train.read_metrics(tmp_path / "r" / "metrics.jsonl")[-1]
+    last = runs.read_metrics(tmp_path / "r" / "metrics.jsonl")[-1]
     assert last["step"] < 400 and last["test_acc"] >= 0.01
 
 

@@ -7,14 +7,12 @@ format_version); and the optimiser state under `opt_` keys (`opt_t`, `opt_m_<nam
 `opt_v_<name>`).
 """
 import json
-import math
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from tinymod import runs
 from tinymod.backend import to_numpy
 from tinymod.errors import TinymodError
 from tinymod.rnn import ACTIVATIONS, DTYPES, PARAM_NAMES, param_shapes
@@ -24,58 +22,15 @@ REQUIRED_CONFIG = ("p", "d_embed", "d_hidden", "activation", "seq_len", "frac", 
                    "step", "format_version")
 
 
-def checkpoint_name(step):
-    return f"step_{step:07d}.npz"
-
-
-SNAPSHOTS = "snapshots"   # run/snapshots/step_NNNNNNN.npz: parameters only, for tinymod progress
-SNAPSHOTS_PER_RUN = 50    # evenly spaced, by default ...
-SNAPSHOTS_PER_DECADE = 12  # ... plus this many per decade of steps, to resolve the early phases
-
-
-def snapshot_steps(steps, every=None):
-    """The steps (ascending, 0 included) at which a run of `steps` steps keeps a parameter
-    snapshot: every `every` steps, or, when None, SNAPSHOTS_PER_RUN evenly spaced plus
-    SNAPSHOTS_PER_DECADE log-spaced ones; none when `every` is 0."""
-    if every == 0:
-        return []
-    chosen = set(range(0, steps + 1, every or max(1, -(-steps // SNAPSHOTS_PER_RUN)))) | {steps}
-    if every is None:
-        decades = math.log10(max(steps, 1))
-        chosen |= {round(10 ** (i / SNAPSHOTS_PER_DECADE))
-                   for i in range(int(SNAPSHOTS_PER_DECADE * decades) + 1)}
-    return sorted(s for s in chosen if s <= steps)
-
-
-def list_snapshots(folder):
-    """[(step, path)] of a run's snapshots, by the step parsed from each name."""
-    found = []
-    for path in Path(folder, SNAPSHOTS).glob("step_*.npz"):
-        digits = path.stem[len("step_"):]
-        if digits.isdigit():
-            found.append((int(digits), path))
-    return sorted(found)
-
-
 def save(path, params, config, opt_state=None):
-    """Write params (+ optimiser state) and `config` (a dict) to `path`, atomically:
-    a temporary file in the same folder, flushed to disk, then os.replace."""
+    """Write params (+ optimiser state) and `config` (a dict) to `path`, through the one
+    atomic writer (runs.atomic_write)."""
     path = Path(path)
     arrays = {name: to_numpy(params[name]) for name in PARAM_NAMES}
     arrays["config"] = np.array(json.dumps({**config, "format_version": FORMAT_VERSION}))
     for key, value in (opt_state or {}).items():
         arrays[f"opt_{key}"] = to_numpy(value)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return runs.atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def load(path):
@@ -175,9 +130,3 @@ def resolve_model_path(run_or_checkpoint):
             raise TinymodError(f"{path} holds no model.npz (is it a finished tinymod run?)")
         return model
     return path
-
-
-def newest_checkpoint(folder):
-    """The checkpoint with the highest step in folder/checkpoints, or None."""
-    found = sorted(Path(folder, "checkpoints").glob("step_*.npz"))
-    return found[-1] if found else None

@@ -12,7 +12,9 @@ class _Errors(click.Group):
     """Turn TinymodError (a user's mistake) into `Error: ...` and exit status 1."""
 
     def invoke(self, ctx):
+        import warnings
         from tinymod.errors import TinymodError
+        warnings.formatwarning = lambda message, *_, **__: f"Warning: {message}\n"   # one line
         try:
             return super().invoke(ctx)
         except TinymodError as e:
@@ -107,6 +109,10 @@ def train(preset_name, config_file, out, resume, overwrite, **flags):
     except training.Interrupted as e:
         click.echo(f"{e}. Resume with: tinymod train --out {out} --resume", err=True)
         raise SystemExit(130) from None
+    except KeyboardInterrupt:
+        click.echo(f"aborted by a second Ctrl-C; every file is whole. Resume from the newest "
+                   f"checkpoint with: tinymod train --out {out} --resume", err=True)
+        raise SystemExit(130) from None
     _print_summary(summary)
 
 
@@ -128,7 +134,10 @@ def _load_model(source, backend_name="numpy"):
     params, config, _ = checkpoint.load(path)
     if config["seq_len"] != 2:
         raise TinymodError(f"the analysis reads (a + b) models; {path} has seq_len {config['seq_len']}")
-    return {k: backend.asarray(xp, v) for k, v in params.items()}, config, path.parent
+    # a run's model is analysed beside it; any other checkpoint into a folder named for it
+    # (checkpoints/step_0001000/), so the analyses of two checkpoints never overwrite each other
+    folder = path.parent if path.name == "model.npz" else path.parent / path.stem
+    return {k: backend.asarray(xp, v) for k, v in params.items()}, config, folder
 
 
 def _output_folder(out, default):
@@ -266,11 +275,12 @@ def ablate(source, out, threshold, site, seeds, backend_name):
 def report(source, threshold, backend_name):
     """Run fourier, svd and ablate on a run and write report.md beside it: the training
     curves, every figure, and our numbers beside the paper's claims."""
+    from tinymod import runs
     from tinymod import train as training
     from tinymod.report import run_report
 
     params, config, folder = _load_model(source, backend_name)
-    rows = training.read_metrics(folder / "metrics.jsonl")
+    rows = runs.read_metrics(folder / runs.METRICS)
     summary = training.summarize(rows, folder) if rows else None
     path, claims = run_report(params, config, folder, summary, threshold)
     for c in claims:
@@ -289,15 +299,15 @@ def progress(source, out, threshold):
     frequencies, weight norms, key energy, sparsity, low rank) and find the phases
     memorisation, circuit formation and cleanup. Writes progress.json and progress.png."""
     from pathlib import Path
-    from tinymod import checkpoint
+    from tinymod import runs
     from tinymod.errors import TinymodError
     from tinymod.report import fourier_report, run_progress
 
     folder = Path(source)
-    if not (folder / "config.json").is_file() or not (folder / "model.npz").is_file():
+    if not (folder / runs.CONFIG).is_file() or not (folder / runs.MODEL).is_file():
         raise TinymodError(f"{folder} is not a finished tinymod run (it needs config.json and model.npz)")
-    if not checkpoint.list_snapshots(folder):
-        raise TinymodError(f"{folder} has no parameter snapshots ({checkpoint.SNAPSHOTS}/): train it with "
+    if not runs.list_snapshots(folder):
+        raise TinymodError(f"{folder} has no parameter snapshots ({runs.SNAPSHOTS}/): train it with "
                            f"this tinymod, without --snapshot-every 0, to keep them")
     params, config, _ = _load_model(folder)
     key = fourier_report(params, config, threshold)["functional_key_frequencies"]

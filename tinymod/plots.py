@@ -10,9 +10,12 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 
 def _save(fig, path):
+    from tinymod import runs
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        runs.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    finally:
+        plt.close(fig)
     return path
 
 

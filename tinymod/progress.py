@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from tinymod import checkpoint, fourier, rank
+from tinymod import checkpoint, fourier, rank, runs
 from tinymod.data import make_dataset
 from tinymod.errors import TinymodError
 
@@ -99,10 +99,10 @@ def phases(rows):
 def analyze(folder, config, key, on_row=None):
     """progress.json's content for the run in `folder`, measured at the frequencies `key`
     (the final model's functional set). Raises TinymodError when there are no snapshots."""
-    found = checkpoint.list_snapshots(folder)
+    found = runs.list_snapshots(folder)
     if not found:
         raise TinymodError(
-            f"{folder} has no parameter snapshots ({checkpoint.SNAPSHOTS}/); runs trained by this "
+            f"{folder} has no parameter snapshots ({runs.SNAPSHOTS}/); runs trained by this "
             f"tinymod keep them by default: train again (or --resume with more --steps) "
             f"without --snapshot-every 0")
     if config["seq_len"] != 2:

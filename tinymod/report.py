@@ -1,8 +1,9 @@
 """One report of the whole story: training, Fourier structure, low rank and ablation,
 with our numbers beside the paper's claims (Rangamani, ICASSP 2025)."""
-import json
 from pathlib import Path
 from typing import NamedTuple
+
+from tinymod import runs
 
 PAPER = {
     "key_frequencies": 6,
@@ -167,7 +168,7 @@ def control_table(trained, control):
 def markdown(run, summary, fourier_report, svd_report, ablation_report, figures, control=None,
              progress_report=None):
     """The text of report.md (figures are linked by file name, beside it)."""
-    lines = [f"# tinymod report: {run}", ""]
+    lines = [f"# tinymod report: {run}", "", f"The model at step {fourier_report['model_step']}.", ""]
     if summary:
         grok = (f"test accuracy first reached 99% at step {summary['grok_step']} "
                 f"({summary['grok_seconds']:.1f} s)" if summary["grok_step"] is not None
@@ -205,16 +206,6 @@ def markdown(run, summary, fourier_report, svd_report, ablation_report, figures,
     return "\n".join(lines) + "\n"
 
 
-def write(folder, text):
-    path = Path(folder) / "report.md"
-    path.write_text(text)
-    return path
-
-
-def save_json(path, obj):
-    Path(path).write_text(json.dumps(obj, indent=1) + "\n")
-
-
 # --- each analysis: compute, write its JSON and figures, return the report ---------------
 
 def fourier_report(params, config, threshold=0.25, level=0.99):
@@ -235,8 +226,8 @@ def fourier_report(params, config, threshold=0.25, level=0.99):
 
 def run_fourier(params, config, folder, threshold=0.25, level=0.99):
     from tinymod import plots
-    report = fourier_report(params, config, threshold, level)
-    save_json(Path(folder) / "fourier.json", report)
+    report = {"model_step": config["step"], **fourier_report(params, config, threshold, level)}
+    runs.write_json(Path(folder) / "fourier.json", report)
     plots.fourier_spectra(report, Path(folder) / "fourier_spectra.png")
     plots.hidden_spectrum_2d(report, Path(folder) / "hidden_spectrum_2d.png")
     plots.neurons_per_frequency(report, Path(folder) / "neurons_per_frequency.png")
@@ -249,7 +240,8 @@ def run_svd(params, config, folder, threshold=0.25):
     from tinymod import fourier, plots, rank
     key, _ = fourier.weight_key_frequencies(params, threshold)
     report = rank.analyze(params, config["activation"], key)
-    save_json(Path(folder) / "svd.json", {"key_frequencies": key, "key_set": "spectral", "matrices": report})
+    runs.write_json(Path(folder) / "svd.json", {"model_step": config["step"], "key_frequencies": key,
+                                                "key_set": "spectral", "matrices": report})
     plots.singular_values(report, Path(folder) / "singular_values.png")
     return report
 
@@ -261,7 +253,7 @@ def run_ablate(params, config, folder, threshold=0.25, site="both", seeds=5):
     key, strength = fourier.weight_key_frequencies(params, threshold)
     report = ablate.analyze(params, config, key, strength, site, seeds)
     report["key_set"] = "spectral"
-    save_json(Path(folder) / "ablation.json", report)
+    runs.write_json(Path(folder) / "ablation.json", {"model_step": config["step"], **report})
     plots.ablation_single(report, Path(folder) / "ablation_single.png")
     plots.ablation_cumulative(report, Path(folder) / "ablation_cumulative.png")
     return report
@@ -272,7 +264,7 @@ def run_progress(folder, config, key, out=None, on_row=None):
     from tinymod import plots, progress
     out = Path(out or folder)
     report = progress.analyze(folder, config, key, on_row)
-    save_json(out / "progress.json", report)
+    runs.write_json(out / "progress.json", {"model_step": config["step"], **report})
     plots.progress(report, out / "progress.png")
     return report
 
@@ -294,26 +286,18 @@ def untrained_control(params, config, key, spectral, threshold=0.25):
     return {"fourier": report, "svd": rank.analyze(fresh, config["activation"], spectral)}
 
 
-FIGURES = ("curves.png", "weight_norm.png", "progress.png", "fourier_spectra.png",
-           "hidden_spectrum_2d.png", "neurons_per_frequency.png", "clock.png", "singular_values.png",
-           "ablation_single.png", "ablation_cumulative.png")
-OUTPUTS = ("fourier.json", "svd.json", "ablation.json", "progress.json", "control.json",
-           "report.md") + FIGURES   # beside a model
-
-
 def run_report(params, config, folder, summary=None, threshold=0.25, snapshots=True):
     """Every analysis, report.md, and the claims (progress too when the run has snapshots)."""
-    from tinymod import checkpoint
     fourier = run_fourier(params, config, folder, threshold)
     key = fourier["functional_key_frequencies"]
     svd = run_svd(params, config, folder, threshold)
     ablation = run_ablate(params, config, folder, threshold)
     control = untrained_control(params, config, key, fourier["key_frequencies"], threshold)
-    save_json(Path(folder) / "control.json", {
+    runs.write_json(Path(folder) / "control.json", {"model_step": config["step"],
         "what": "the same architecture at initialisation, measured at the trained model's key sets",
         "key_frequencies": key, **control})
     progress_report = (run_progress(folder, config, key)
-                       if snapshots and checkpoint.list_snapshots(folder) else None)
-    figures = [name for name in FIGURES if (Path(folder) / name).exists()]
+                       if snapshots and runs.list_snapshots(folder) else None)
+    figures = [name for name in runs.TRAINING_FIGURES + runs.ANALYSIS_FIGURES if (Path(folder) / name).exists()]
     text = markdown(folder, summary, fourier, svd, ablation, figures, control, progress_report)
-    return write(folder, text), claims(fourier, svd, ablation)
+    return runs.write_text(Path(folder) / "report.md", text), claims(fourier, svd, ablation)

@@ -1,34 +1,34 @@
-"""The training loop: evaluation, metrics, checkpoints, resume, Ctrl-C and the progress line.
+"""The training loop: set up or restore, the loop, and finish; evaluation, metrics,
+checkpoints, snapshots, Ctrl-C and the progress line.
 
-A run is a folder (DESIGN.md contract 3): config.json, metrics.jsonl (one line per
-evaluation), checkpoints/step_NNNNNNN.npz every `checkpoint_every` steps, model.npz at
-the end, and the training figures. Every step is deterministic (full batch, or a
-minibatch drawn from default_rng([seed, step])), so a run that stops and resumes from its
-newest checkpoint ends with bit-identical parameters to one that never stopped.
+A run is a folder (contract 3, owned by `tinymod.runs`): config.json, metrics.jsonl (one
+line per evaluation), checkpoints/step_NNNNNNN.npz every `checkpoint_every` steps,
+snapshots/ for tinymod progress, model.npz at the end, and the training figures. Every
+step is deterministic (full batch, or a minibatch drawn from default_rng([seed, step])),
+so a run that stops and resumes from its newest checkpoint ends with bit-identical
+parameters to one that never stopped. One training at a time holds a folder's lock.
 """
 import json
 import math
-from contextlib import nullcontext
-import os
 import signal
 import sys
-import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from tinymod import __version__, checkpoint, data, optim, plots, report, rnn
-from tinymod import backend
+from tinymod import __version__, backend, checkpoint, data, optim, plots, rnn, runs
 from tinymod.backend import keep_freed_memory, namespace, to_numpy
 from tinymod.config import FIELDS, TrainConfig
 from tinymod.errors import TinymodError
 
 GROK_ACC = 0.99
 RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "snapshot_every", "stop_at")
-# everything a run folder can hold, training and analysis outputs (removed by --overwrite)
-RUN_FILES = ("config.json", "metrics.jsonl", "model.npz") + report.OUTPUTS
+# what a checkpoint must share with the run it resumes
+MATCHING = ("p", "d_embed", "d_hidden", "seq_len", "activation", "frac", "seed")
 
 
 class Interrupted(Exception):
@@ -39,28 +39,19 @@ class Interrupted(Exception):
         self.step, self.path = step, path
 
 
-# --- the run folder -------------------------------------------------------------------
-
-def _ensure_writable(out):
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "checkpoints").mkdir(exist_ok=True)
-        (out / checkpoint.SNAPSHOTS).mkdir(exist_ok=True)
-        tempfile.TemporaryFile(dir=out).close()
-    except OSError as e:
-        raise TinymodError(f"cannot write to {out}: {e.strerror or e}") from None
-
+# --- set up or restore ------------------------------------------------------------------
 
 def _read_run_config(out):
     try:
-        saved = json.loads((out / "config.json").read_text())
+        saved = json.loads((out / runs.CONFIG).read_text())
         return TrainConfig(**{k: v for k, v in saved.items() if k in FIELDS})
     except (OSError, ValueError, TypeError) as e:
-        raise TinymodError(f"{out / 'config.json'} is unreadable: {e}") from None
+        raise TinymodError(f"{out / runs.CONFIG} is unreadable: {e}") from None
 
 
 def prepare_run(config, out, resume=False, overwrite=False, overrides=()):
     """Check the folder and settle the config: refuse to clobber a run, or reload it.
+    Nothing is created or changed until every check has passed.
 
     `overrides` names the settings the user gave explicitly; on resume only
     RESUMABLE_CHANGES may differ from the saved run.
@@ -68,8 +59,9 @@ def prepare_run(config, out, resume=False, overwrite=False, overrides=()):
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TinymodError(f"{out} is a file, not a run folder")
-    has_run = (out / "config.json").is_file()
-    if out.is_dir() and any(out.iterdir()) and not has_run:
+    has_run = (out / runs.CONFIG).is_file()
+    foreign = [p.name for p in out.iterdir() if p.name != runs.LOCK] if out.is_dir() else []
+    if foreign and not has_run:
         raise TinymodError(f"{out} is not empty and holds no tinymod run; choose another --out")
     if resume:
         if not has_run:
@@ -87,40 +79,92 @@ def prepare_run(config, out, resume=False, overwrite=False, overrides=()):
                            f"or --overwrite to replace it")
     config.validate()
     backend.get(config.backend)                 # a missing CuPy or GPU fails before any file is made
-    _ensure_writable(out)
-    if has_run and overwrite and not resume:
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-        for old in [*(out / "checkpoints").glob("step_*.npz"),
-                    *(out / checkpoint.SNAPSHOTS).glob("step_*.npz")]:
-            old.unlink()
     return config, out
 
 
-def _write_json(path, obj):
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def read_metrics(path):
-    """The metrics rows of a run, skipping a torn last line left by a crash."""
-    rows = []
+def _open_folder(out):
+    """Create the folder, take its lock, make the subfolders."""
     try:
-        lines = Path(path).read_text().splitlines()
-    except FileNotFoundError:
-        return rows
-    for line in lines:
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            break
-    return rows
+        out.mkdir(parents=True, exist_ok=True)
+        lock = runs.RunLock(out).acquire()
+        (out / runs.CHECKPOINTS).mkdir(exist_ok=True)
+        (out / runs.SNAPSHOTS).mkdir(exist_ok=True)
+    except OSError as e:
+        raise TinymodError(f"cannot write to {out}: {e.strerror or e}") from None
+    return lock
 
 
-# --- the loop ---------------------------------------------------------------------------
+def _clear(out, names=(), stepped=()):
+    for name in names:
+        (out / name).unlink(missing_ok=True)
+    for sub in stepped:
+        for _, path in runs._stepped(out / sub):
+            path.unlink()
+
+
+def _fresh(config, xp, like):
+    params = rnn.init_params(config.p, config.d_embed, config.d_hidden, config.seed, config.dtype,
+                             xp, like=like)
+    opt = optim.AdamW(params, config.lr, (config.beta1, config.beta2), config.eps, config.weight_decay)
+    return State(params, opt, 0, 0.0, [])
+
+
+class State(NamedTuple):
+    params: dict
+    opt: optim.AdamW
+    step: int
+    seconds: float
+    rows: list
+
+
+def _restore(out, config, xp, like):
+    """Fresh parameters and optimiser, or those of the newest valid checkpoint after
+    checking it against the run: settings, dtype and the optimiser's state and step."""
+    fresh = _fresh(config, xp, like)
+    latest, failed = runs.newest_checkpoint(out, lambda path: checkpoint.load(path)[1]["step"])
+    if failed:
+        bad, reason = failed[0]
+        offer = (f"the newest valid checkpoint is {latest.name}: move {bad.name} aside to resume from it"
+                 if latest else "no valid checkpoint is left: start again with --overwrite")
+        raise TinymodError(f"{bad} cannot be resumed from ({reason}); {offer}")
+    if latest is None:
+        return fresh
+    saved_params, saved, opt_state = checkpoint.load(latest)
+    for name in MATCHING:
+        if saved.get(name) != getattr(config, name):
+            raise TinymodError(f"{latest} was made with {name} = {saved.get(name)!r}, but the run has "
+                               f"{name} = {getattr(config, name)!r}")
+    if saved_params["E"].dtype.name != config.dtype:
+        raise TinymodError(f"{latest} holds {saved_params['E'].dtype.name} parameters, but the run is {config.dtype}")
+    if opt_state is None:
+        raise TinymodError(f"{latest} has no optimiser state, so training cannot continue exactly from it")
+    if int(opt_state["t"]) != saved["step"]:
+        raise TinymodError(f"{latest}: the optimiser has taken {int(opt_state['t'])} steps, "
+                           f"but the checkpoint is at step {saved['step']}")
+    params = {k: backend.asarray(xp, v, like=like) for k, v in saved_params.items()}
+    fresh.opt.load_state_dict(opt_state)
+    start = saved["step"]
+    rows = [r for r in runs.read_metrics(out / runs.METRICS) if r["step"] <= start]
+    return State(params, fresh.opt, start, saved.get("seconds", 0.0), rows)
+
+
+def _set_up(config, out, resume, overwrite):
+    """(dataset on the device, host dataset, State): a fresh run or a restored one."""
+    xp = backend.get(config.backend)
+    host = data.make_dataset(config.p, config.seq_len, config.frac, config.seed)
+    ds = data.Dataset(*(backend.asarray(xp, a) for a in host))          # on the device
+    if overwrite and not resume:
+        _clear(out, runs.RUN_FILES, (runs.CHECKPOINTS, runs.SNAPSHOTS))
+    state = _restore(out, config, xp, ds.x_train) if resume else _fresh(config, xp, ds.x_train)
+    if resume:              # the model will move on: older analyses would describe another step
+        _clear(out, runs.ANALYSIS_OUTPUTS)
+    runs.remove_stale_temporaries(out)
+    runs.write_json(out / runs.CONFIG, {**config.to_dict(), "version": __version__,
+                                        "numpy": np.__version__})
+    return ds, host, state
+
+
+# --- the loop -----------------------------------------------------------------------------
 
 def weight_norm(params):
     return math.sqrt(sum(float(np.sum(to_numpy(v).astype(np.float64) ** 2)) for v in params.values()))
@@ -147,7 +191,7 @@ def _batch(ds, host_train, config, step):
 
 
 def _save(out, step, params, config, opt, seconds):
-    path = out / "checkpoints" / checkpoint.checkpoint_name(step)
+    path = out / runs.CHECKPOINTS / runs.checkpoint_name(step)
     meta = {**config.to_dict(), "step": step, "seconds": seconds, "version": __version__}
     return checkpoint.save(path, params, meta, opt.state_dict())
 
@@ -155,57 +199,38 @@ def _save(out, step, params, config, opt, seconds):
 def _snapshot(out, step, params, config):
     """Parameters only (no optimiser state), for tinymod progress."""
     meta = {**config.to_dict(), "step": step, "version": __version__}
-    checkpoint.save(out / checkpoint.SNAPSHOTS / checkpoint.checkpoint_name(step), params, meta)
+    checkpoint.save(out / runs.SNAPSHOTS / runs.checkpoint_name(step), params, meta)
 
 
-def run(config, out, resume=False, overwrite=False, overrides=(), progress=None):
-    """Train per `config` into the folder `out`; return the summary dict.
+def _sigint_handler(interrupted):
+    """First Ctrl-C: finish the step, save and stop. Second: abort at once."""
+    def handler(*_):
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(True)
+    return handler
 
-    Raises TinymodError for bad settings, folders or checkpoints and for divergence,
-    and Interrupted after saving a checkpoint when Ctrl-C is pressed.
-    """
-    config, out = prepare_run(config, out, resume, overwrite, overrides)
-    keep_freed_memory()
-    xp = backend.get(config.backend)
-    host = data.make_dataset(config.p, config.seq_len, config.frac, config.seed)
-    ds = data.Dataset(*(backend.asarray(xp, a) for a in host))          # on the device
-    params = rnn.init_params(config.p, config.d_embed, config.d_hidden, config.seed, config.dtype,
-                             xp, like=ds.x_train)
-    opt = optim.AdamW(params, config.lr, (config.beta1, config.beta2), config.eps, config.weight_decay)
-    start, seconds = 0, 0.0
-    latest = checkpoint.newest_checkpoint(out) if resume else None
-    if latest is not None:
-        saved_params, saved, opt_state = checkpoint.load(latest)
-        params = {k: backend.asarray(xp, v, like=ds.x_train) for k, v in saved_params.items()}
-        opt.load_state_dict(opt_state)
-        start, seconds = saved["step"], saved.get("seconds", 0.0)
-    for stale in [*(out / "checkpoints").glob(".*.tmp"),     # torn writes of a killed run
-                  *(out / checkpoint.SNAPSHOTS).glob(".*.tmp")]:
-        stale.unlink()
-    snapshots = set(checkpoint.snapshot_steps(config.steps, config.snapshot_every))
-    rows = [r for r in read_metrics(out / "metrics.jsonl") if r["step"] <= start] if resume else []
-    _write_json(out / "config.json", {**config.to_dict(), "version": __version__,
-                                      "numpy": np.__version__})
 
+def _loop(config, out, ds, host, state, progress):
+    """Train from state.step to config.steps; returns (state, why it stopped)."""
+    params, opt, step, seconds, rows = state
+    snapshots = set(runs.snapshot_steps(config.steps, config.snapshot_every))
+    metrics = runs.MetricsLog(out / runs.METRICS, rows)        # kept from before a resume
     limits = threadpool_limits(config.threads, user_api="blas") if config.threads else nullcontext()
     interrupted = []
-    previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(True)) \
-        if _main_thread() else None
+    previous = signal.signal(signal.SIGINT, _sigint_handler(interrupted)) if _main_thread() else None
     stopped = "steps"
-    step = start
     try:
         # overflow warnings are silenced: divergence is checked and reported below
-        with open(out / "metrics.jsonl", "w") as metrics, limits, \
-                np.errstate(over="ignore", invalid="ignore"):
-            metrics.writelines(json.dumps(r) + "\n" for r in rows)   # kept from before a resume
+        with limits, np.errstate(over="ignore", invalid="ignore"):
             if not rows:
                 rows.append(_evaluate(params, ds, config, 0, 0.0))
+                metrics.append(rows[-1])
                 if snapshots:
                     _snapshot(out, 0, params, config)
-                metrics.write(json.dumps(rows[-1]) + "\n")
             t0 = time.perf_counter() - seconds
             if progress:
-                progress.start(start, config.steps, rows[-1])
+                progress.start(step, config.steps, rows[-1])
             while step < config.steps:
                 step += 1
                 x, y = _batch(ds, (host.x_train, host.y_train), config, step)
@@ -218,8 +243,7 @@ def run(config, out, resume=False, overwrite=False, overrides=(), progress=None)
                 seconds = time.perf_counter() - t0
                 if step % config.eval_every == 0 or step == config.steps:
                     rows.append(_evaluate(params, ds, config, step, seconds))
-                    metrics.write(json.dumps(rows[-1]) + "\n")
-                    metrics.flush()
+                    metrics.append(rows[-1])
                     if progress:
                         progress.update(step, rows[-1])
                     if config.stop_at is not None and rows[-1]["test_acc"] >= config.stop_at:
@@ -229,28 +253,54 @@ def run(config, out, resume=False, overwrite=False, overrides=(), progress=None)
                     _check_finite(params, step, out)
                     _save(out, step, params, config, opt, seconds)
                 if interrupted:
-                    path = _save(out, step, params, config, opt, seconds)
-                    raise Interrupted(step, path)
+                    raise Interrupted(step, _save(out, step, params, config, opt, seconds))
     finally:
+        metrics.close()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
         if progress:
             progress.close()
+    return State(params, opt, step, seconds, rows), stopped
+
+
+def _finish(config, out, state, stopped):
+    """The last checkpoint and snapshot, model.npz, the figures; the summary."""
+    params, opt, step, seconds, rows = state
     _check_finite(params, step, out)
-    if checkpoint.newest_checkpoint(out) != out / "checkpoints" / checkpoint.checkpoint_name(step):
+    newest, _ = runs.newest_checkpoint(out)
+    if newest != out / runs.CHECKPOINTS / runs.checkpoint_name(step):
         _save(out, step, params, config, opt, seconds)
-    if snapshots and step not in snapshots:                  # stopped early: keep the end too
+    if runs.snapshot_steps(config.steps, config.snapshot_every) and \
+            not (out / runs.SNAPSHOTS / runs.checkpoint_name(step)).exists():   # stopped early
         _snapshot(out, step, params, config)
     meta = {**config.to_dict(), "step": step, "seconds": seconds, "version": __version__}
-    checkpoint.save(out / "model.npz", params, meta)
+    checkpoint.save(out / runs.MODEL, params, meta)
     title = f"p = {config.p}, frac = {config.frac}, {config.activation}, preset {config.preset}"
     plots.training_curves(rows, out / "curves.png", title)
     plots.weight_norm(rows, out / "weight_norm.png", title)
     return summarize(rows, out, stopped)
 
 
+def run(config, out, resume=False, overwrite=False, overrides=(), progress=None):
+    """Train per `config` into the folder `out`; return the summary dict.
+
+    Raises TinymodError for bad settings, folders or checkpoints, for a folder another
+    training holds, and for divergence; Interrupted after saving a checkpoint when Ctrl-C
+    is pressed, and KeyboardInterrupt at once when it is pressed again.
+    """
+    config, out = prepare_run(config, out, resume, overwrite, overrides)
+    lock = _open_folder(out)
+    try:
+        keep_freed_memory()
+        ds, host, state = _set_up(config, out, resume, overwrite)
+        state, stopped = _loop(config, out, ds, host, state, progress)
+        return _finish(config, out, state, stopped)
+    finally:
+        lock.release()
+
+
 def _diverged(step, out):
-    last = checkpoint.newest_checkpoint(out)
+    last, _ = runs.newest_checkpoint(out)
     raise TinymodError(f"training diverged: the loss became non-finite at step {step}; "
                        f"last good checkpoint: {last or 'none'}; try a lower --lr")
 

@@ -1,0 +1,230 @@
+"""Contract 3 under attack: the atomic writer, the lock, resume against mismatched or damaged
+checkpoints, damaged metrics, the newest checkpoint, and outputs that say which step they
+describe."""
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tinymod import checkpoint, runs, train
+from tinymod.cli import main
+from tinymod.errors import TinymodError
+
+TINY = ["--p", "7", "--frac", "0.6", "--d-embed", "8", "--d-hidden", "8", "--lr", "0.01",
+        "--eval-every", "5", "--checkpoint-every", "10"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, ["train", *TINY, *map(str, args)])
+
+
+def files(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# --- the atomic writer -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_files_get_the_mode_the_umask_gives(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        runs.write_text(tmp_path / "a.txt", "hello")
+        checkpoint.save(tmp_path / "m.npz", train.rnn.init_params(3, 2, 2), {"p": 3})
+    finally:
+        os.umask(old)
+    for name in ("a.txt", "m.npz"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "report.md"
+    runs.write_text(path, "old")
+
+    def broken(f):
+        f.write("half")
+        raise RuntimeError("disk full")
+    with pytest.raises(RuntimeError):
+        runs.atomic_write(path, broken, binary=False)
+    assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
+
+
+# --- metrics and the newest checkpoint ---------------------------------------------------------
+
+def test_a_corrupt_metrics_line_is_named_and_the_rows_after_it_kept(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 0}\n{"step": 5, oops\n{"step": 10}\n[1, 2]\n{"step": 15}\n')
+    with pytest.warns(UserWarning, match=r"skipped unreadable lines 2, 4"):
+        rows = runs.read_metrics(path)
+    assert [r["step"] for r in rows] == [0, 10, 15]
+
+
+def test_resume_keeps_every_valid_metrics_row(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("--steps", 30, "--out", run).exit_code == 0
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    lines[2] = lines[2][:9]                               # damage the step-10 row
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match="skipped unreadable line 3"):
+        result = invoke("--steps", 40, "--out", run, "--resume")
+    assert result.exit_code == 0, result.output
+    steps = [r["step"] for r in runs.read_metrics(run / "metrics.jsonl")]
+    assert steps == [0, 5, 15, 20, 25, 30, 35, 40]      # nothing after the bad line was lost
+
+
+def test_newest_checkpoint_is_by_parsed_step_and_confirmed_by_the_file(tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for name in ("step_9999999.npz", "step_10000000.npz", "step_0000500.npz", "notes.npz"):
+        (folder / name).write_bytes(b"x")
+    assert runs.newest_checkpoint(tmp_path)[0].name == "step_10000000.npz"
+    says = {"step_10000000.npz": 9, "step_9999999.npz": 9999999}
+    path, failed = runs.newest_checkpoint(tmp_path, lambda p: says[p.name])
+    assert path.name == "step_9999999.npz"
+    assert failed[0][0].name == "step_10000000.npz" and "config says step 9" in failed[0][1]
+
+
+# --- resume against a checkpoint that does not belong ------------------------------------------
+
+def _replace_newest(run, other_run):
+    """Put other_run's step-10 checkpoint in place of run's newest (step 20)."""
+    target = run / "checkpoints" / "step_0000020.npz"
+    params, config, opt = checkpoint.load(other_run / "checkpoints" / "step_0000010.npz")
+    checkpoint.save(target, params, {**config, "step": 20}, opt and {**opt, "t": np.int64(20)})
+
+
+@pytest.mark.parametrize("other, message", [
+    (["--p", "11"], "made with p = 11, but the run has p = 7"),
+    (["--dtype", "float64"], "holds float64 parameters, but the run is float32"),
+    (["--seed", "3"], "made with seed = 3"),
+    (["--frac", "0.5"], "made with frac = 0.5"),
+    (["--activation", "tanh"], "made with activation = 'tanh'"),
+])
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, other, message):
+    run, stranger = tmp_path / "run", tmp_path / "stranger"
+    assert invoke("--steps", 20, "--out", run).exit_code == 0
+    assert invoke("--steps", 10, "--out", stranger, *other).exit_code == 0
+    _replace_newest(run, stranger)
+    before = files(run)
+    result = invoke("--steps", 30, "--out", run, "--resume")
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and files(run) == before
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("no optimiser", "has no optimiser state"),
+    ("optimiser behind", "the optimiser has taken 7 steps, but the checkpoint is at step 20"),
+    ("negative step", "config step must be"),
+])
+def test_resume_refuses_a_checkpoint_with_a_bad_optimiser_state(tmp_path, damage, message):
+    run = tmp_path / "run"
+    assert invoke("--steps", 20, "--out", run).exit_code == 0
+    path = run / "checkpoints" / "step_0000020.npz"
+    params, config, opt = checkpoint.load(path)
+    if damage == "no optimiser":
+        checkpoint.save(path, params, config)
+    elif damage == "optimiser behind":
+        checkpoint.save(path, params, config, {**opt, "t": np.int64(7)})
+    else:
+        checkpoint.save(path, params, {**config, "step": -1}, opt)
+    result = invoke("--steps", 30, "--out", run, "--resume")
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_truncated_newest_checkpoint_is_named_and_the_newest_valid_offered(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("--steps", 20, "--out", run).exit_code == 0
+    newest = run / "checkpoints" / "step_0000020.npz"
+    newest.write_bytes(newest.read_bytes()[:100])
+    result = invoke("--steps", 30, "--out", run, "--resume")
+    assert result.exit_code == 1 and "step_0000020.npz cannot be resumed from" in result.output
+    assert "newest valid checkpoint is step_0000010.npz" in result.output
+    newest.rename(run / "set-aside.npz.bad")
+    assert invoke("--steps", 30, "--out", run, "--resume").exit_code == 0
+
+
+# --- the lock -----------------------------------------------------------------------------------
+
+def _spawn(out, steps):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "tinymod", "train", *TINY, "--steps", str(steps),
+                             "--checkpoint-every", "50", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=out.parent)
+
+
+def test_a_folder_being_trained_is_locked_and_a_dead_lock_taken_over(tmp_path):
+    run = tmp_path / "run"
+    proc = _spawn(run, 200000)
+    deadline = time.monotonic() + 120
+    while not list((run / "checkpoints").glob("step_*.npz")) if (run / "checkpoints").exists() else True:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.05)
+    try:
+        for extra in (["--resume"], ["--overwrite"]):
+            result = invoke("--steps", 10, "--out", run, *extra)
+            assert result.exit_code == 1, result.output
+            assert f"is being trained by process {proc.pid}" in result.output, result.output
+            assert len(result.output.strip().splitlines()) == 1
+        # analysis commands may read while it trains
+        newest, _ = runs.newest_checkpoint(run)
+        result = CliRunner().invoke(main, ["svd", str(newest), "--out", str(tmp_path / "a")])
+        assert result.exit_code == 0, result.output
+    finally:
+        proc.kill()
+        proc.wait()
+    result = invoke("--steps", 60, "--out", run, "--resume")       # the dead owner's lock is free
+    assert result.exit_code == 0, result.output
+
+
+# --- Ctrl-C twice, stale analyses, step-named outputs --------------------------------------------
+
+def test_a_second_ctrl_c_aborts_at_once(monkeypatch, tmp_path):
+    flags = []
+    handler = train._sigint_handler(flags)
+    handler(signal.SIGINT, None)                     # first press: finish the step, save, stop
+    assert flags == [True]
+    with pytest.raises(KeyboardInterrupt):
+        handler(signal.SIGINT, None)                 # second press: now
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train, "run", interrupted)
+    result = invoke("--steps", 10, "--out", tmp_path / "r")
+    assert result.exit_code == 130 and "aborted by a second Ctrl-C" in result.output
+
+
+def test_extending_a_run_removes_analyses_of_the_old_model(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("--steps", 20, "--out", run).exit_code == 0
+    assert CliRunner().invoke(main, ["svd", str(run)]).exit_code == 0
+    assert json.loads((run / "svd.json").read_text())["model_step"] == 20
+    assert invoke("--steps", 30, "--out", run, "--resume").exit_code == 0
+    assert not (run / "svd.json").exists() and not (run / "singular_values.png").exists()
+
+
+def test_analyses_of_a_checkpoint_go_into_a_folder_named_for_it(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("--steps", 20, "--out", run).exit_code == 0
+    for step in ("0000010", "0000020"):
+        result = CliRunner().invoke(main, ["svd", str(run / "checkpoints" / f"step_{step}.npz")])
+        assert result.exit_code == 0, result.output
+        saved = json.loads((run / "checkpoints" / f"step_{step}" / "svd.json").read_text())
+        assert saved["model_step"] == int(step)
+    assert not (run / "checkpoints" / "svd.json").exists()
+
+
+def test_the_lock_file_does_not_make_a_folder_foreign(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / runs.LOCK).write_text("")
+    assert invoke("--steps", 5, "--out", run).exit_code == 0
+    with pytest.raises(TinymodError, match="nothing to resume"):
+        train.prepare_run(train.TrainConfig(), tmp_path / "empty", resume=True)

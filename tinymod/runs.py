@@ -1,0 +1,230 @@
+"""Contract 3, the run folder, in one place: file names, the list of outputs, the one atomic
+writer every command writes through, the metrics reader and appender, the newest
+checkpoint, and the lock that keeps two trainings out of one folder.
+
+A run folder (`runs/<name>/`):
+    config.json          every setting of the run              (write_json)
+    metrics.jsonl        one JSON row per evaluation           (read_metrics, MetricsLog)
+    checkpoints/step_NNNNNNN.npz   resumable checkpoints       (newest_checkpoint)
+    snapshots/step_NNNNNNN.npz     parameters only             (list_snapshots)
+    model.npz            the final model
+    .lock                held by the training process          (RunLock)
+    analysis outputs     ANALYSIS_OUTPUTS, beside the model
+"""
+import json
+import math
+import os
+import uuid
+import warnings
+from pathlib import Path
+
+from tinymod.errors import TinymodError
+
+CONFIG, METRICS, MODEL, LOCK = "config.json", "metrics.jsonl", "model.npz", ".lock"
+CHECKPOINTS, SNAPSHOTS = "checkpoints", "snapshots"
+TRAINING_FIGURES = ("curves.png", "weight_norm.png")
+ANALYSIS_FIGURES = ("progress.png", "fourier_spectra.png", "hidden_spectrum_2d.png",
+                    "neurons_per_frequency.png", "clock.png", "singular_values.png",
+                    "ablation_single.png", "ablation_cumulative.png")
+ANALYSIS_OUTPUTS = ("fourier.json", "svd.json", "ablation.json", "progress.json", "control.json",
+                    "report.md") + ANALYSIS_FIGURES
+RUN_FILES = (CONFIG, METRICS, MODEL) + TRAINING_FIGURES + ANALYSIS_OUTPUTS
+OWN_FILES = RUN_FILES + (LOCK,)    # what a folder may hold and still count as a run's
+
+
+# --- names ------------------------------------------------------------------------------
+
+def checkpoint_name(step):
+    return f"step_{step:07d}.npz"
+
+
+def parse_step(path):
+    """The step in a `step_NNNNNNN.npz` name, or None for any other name."""
+    stem = Path(path).name
+    digits = stem[len("step_"):-len(".npz")] if stem.startswith("step_") and stem.endswith(".npz") else ""
+    return int(digits) if digits.isdigit() else None
+
+
+def _stepped(folder):
+    found = [(parse_step(p), p) for p in Path(folder).glob("step_*.npz")]
+    return sorted((s, p) for s, p in found if s is not None)
+
+
+# --- the one atomic writer ------------------------------------------------------------------
+
+def atomic_write(path, write, binary=True):
+    """Write `path` through `write(file)`, atomically: a temporary file in the same folder,
+    flushed and fsynced, then os.replace, then the folder fsynced. A failure leaves no
+    temporary file and the old file untouched. The file gets the mode the umask gives."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)     # 0o666 & ~umask
+    try:
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+    return path
+
+
+def _fsync_folder(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:          # a platform without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_text(path, text):
+    return atomic_write(path, lambda f: f.write(text), binary=False)
+
+
+def write_json(path, obj):
+    return write_text(path, json.dumps(obj, indent=1) + "\n")
+
+
+def remove_stale_temporaries(folder):
+    """Delete temporary files a killed writer left (`.<name>.<id>.tmp`)."""
+    for sub in ("", CHECKPOINTS, SNAPSHOTS):
+        for stale in Path(folder, sub).glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+def read_metrics(path, warn=True):
+    """The metrics rows of a run. A line that is not a JSON object with a step (a torn
+    last line after a crash, or damage) is skipped and named in a warning; every valid row
+    after it is kept."""
+    rows, bad = [], []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except FileNotFoundError:
+        return rows
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                raise ValueError
+            rows.append(row)
+        except ValueError:
+            if line.strip():
+                bad.append(number)
+    if bad and warn:
+        warnings.warn(f"{path}: skipped unreadable line{'s' if len(bad) > 1 else ''} "
+                      f"{', '.join(map(str, bad))}", stacklevel=2)
+    return rows
+
+
+class MetricsLog:
+    """metrics.jsonl for a training: rewritten atomically with the rows kept from before a
+    resume, then appended one row per evaluation (flushed, so a crash loses at most the
+    torn last line, which read_metrics skips)."""
+
+    def __init__(self, path, kept_rows):
+        self.path = Path(path)
+        write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept_rows))
+        self.file = open(self.path, "a")
+
+    def append(self, row):
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+
+    def close(self):
+        self.file.close()
+
+
+# --- checkpoints and snapshots -----------------------------------------------------------------
+
+def newest_checkpoint(folder, loader=None):
+    """The checkpoint in folder/checkpoints with the highest step parsed from its name,
+    confirmed by the step in the file's own config when a `loader` (path -> config) is
+    given. Returns (path or None, [(path, reason), ...] for newer files that failed)."""
+    failed = []
+    for step, path in reversed(_stepped(Path(folder, CHECKPOINTS))):
+        if loader is None:
+            return path, failed
+        try:
+            saved = loader(path)
+        except TinymodError as e:
+            failed.append((path, str(e)))
+            continue
+        if saved != step:
+            failed.append((path, f"its config says step {saved}, its name step {step}"))
+            continue
+        return path, failed
+    return None, failed
+
+
+SNAPSHOTS_PER_RUN = 50     # evenly spaced, by default ...
+SNAPSHOTS_PER_DECADE = 12  # ... plus this many per decade of steps, to resolve the early phases
+
+
+def snapshot_steps(steps, every=None):
+    """The steps (ascending, 0 included) at which a run of `steps` steps keeps a parameter
+    snapshot: every `every` steps, or, when None, SNAPSHOTS_PER_RUN evenly spaced plus
+    SNAPSHOTS_PER_DECADE log-spaced ones; none when `every` is 0."""
+    if every == 0:
+        return []
+    chosen = set(range(0, steps + 1, every or max(1, -(-steps // SNAPSHOTS_PER_RUN)))) | {steps}
+    if every is None:
+        decades = math.log10(max(steps, 1))
+        chosen |= {round(10 ** (i / SNAPSHOTS_PER_DECADE))
+                   for i in range(int(SNAPSHOTS_PER_DECADE * decades) + 1)}
+    return sorted(s for s in chosen if s <= steps)
+
+
+def list_snapshots(folder):
+    """[(step, path)] of a run's snapshots, by the step parsed from each name."""
+    return _stepped(Path(folder, SNAPSHOTS))
+
+
+# --- the lock -------------------------------------------------------------------------------
+
+class RunLock:
+    """An exclusive lock on a run folder for one training process (flock on `.lock`).
+
+    The kernel releases a flock when its process dies, so the lock of a dead process is
+    simply taken over. The file holds the owner's pid and command line, for the message a
+    second training gets. Analysis commands read without it."""
+
+    def __init__(self, folder):
+        self.path = Path(folder) / LOCK
+        self.fd = None
+
+    def acquire(self):
+        import fcntl
+        import sys
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise TinymodError(f"{self.path.parent} is being trained by {owner}; "
+                               f"wait for it to finish or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} ({' '.join(sys.argv)[:200]})\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)       # closing drops the flock
+            self.fd = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
