@@ -228,3 +228,76 @@ def test_the_lock_file_does_not_make_a_folder_foreign(tmp_path):
     assert invoke("--steps", 5, "--out", run).exit_code == 0
     with pytest.raises(TinymodError, match="nothing to resume"):
         train.prepare_run(train.TrainConfig(), tmp_path / "empty", resume=True)
+
+
+# --- hostile files ------------------------------------------------------------------------------
+
+def _checkpoint_with(tmp_path, extra=None, config_changes=None, header_shape=None):
+    """A valid tiny checkpoint, rewritten member by member with the given changes."""
+    import io
+    import zipfile
+    good = tmp_path / "good.npz"
+    params = train.rnn.init_params(7, 4, 5)
+    checkpoint.save(good, params, {"p": 7, "d_embed": 4, "d_hidden": 5, "activation": "relu",
+                                   "seq_len": 2, "frac": 0.5, "seed": 0, "step": 0,
+                                   **(config_changes or {})})
+    bad = tmp_path / "bad.npz"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(bad, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if header_shape and info.filename == "E.npy":
+                buf = io.BytesIO()
+                np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False,
+                                                           "shape": header_shape})
+                data = buf.getvalue() + b"\0" * 64
+            dst.writestr(info.filename, data)
+        for name, data in (extra or {}).items():
+            dst.writestr(name, data)
+    return bad
+
+
+def _refused_quickly(path, message):
+    import time as clock
+    import tracemalloc
+    tracemalloc.start()
+    start = clock.perf_counter()
+    with pytest.raises(TinymodError, match=message):
+        checkpoint.load(path)
+    seconds = clock.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert seconds < 1.0 and peak < 20 * 2**20, (seconds, peak)
+
+
+def test_an_extra_member_is_refused_before_anything_is_decompressed(tmp_path):
+    zeros = np.zeros(2_000_000, np.uint8).tobytes()          # compresses to almost nothing
+    _refused_quickly(_checkpoint_with(tmp_path, extra={"junk.npy": zeros}), "unexpected arrays: junk.npy")
+
+
+def test_a_header_declaring_320_gb_is_refused_in_milliseconds(tmp_path):
+    _refused_quickly(_checkpoint_with(tmp_path, header_shape=(2_000_000, 40_000)),
+                     r"E has shape \(2000000, 40000\), expected \(7, 4\)")
+    huge = {"p": 4_000_000, "d_embed": 4, "d_hidden": 10_000}
+    _refused_quickly(_checkpoint_with(tmp_path, config_changes=huge), "declares a model of")
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"frac": "0.5"}, "frac must be a number in"),
+    ({"frac": 1.5}, "frac must be a number in"),
+    ({"p": 7.0}, "p must be a positive integer"),
+    ({"seed": True}, "seed must be a non-negative integer"),
+    ({"dtype": "float16"}, "unknown dtype"),
+])
+def test_config_fields_are_type_checked(tmp_path, changes, message):
+    with pytest.raises(TinymodError, match=message):
+        checkpoint.load(_checkpoint_with(tmp_path, config_changes=changes))
+
+
+def test_other_files_are_one_line_errors_that_never_suggest_pickle(tmp_path):
+    np.save(tmp_path / "array.npy", np.arange(3))
+    (tmp_path / "random.npz").write_bytes(os.urandom(4096))
+    (tmp_path / "README.md").write_text("# not a model\n")
+    for name in ("array.npy", "random.npz", "README.md"):
+        result = CliRunner().invoke(main, ["svd", str(tmp_path / name)])
+        assert result.exit_code == 1 and "is not a readable checkpoint" in result.output, result.output
+        assert "pickle" not in result.output and len(result.output.strip().splitlines()) == 1

@@ -33,33 +33,43 @@ def save(path, params, config, opt_state=None):
     return runs.atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
+OPT_KEYS = ("opt_t", *(f"opt_{moment}_{name}" for name in PARAM_NAMES for moment in "mv"))
+ALLOWED = (*PARAM_NAMES, "config", *OPT_KEYS)
+MAX_CONFIG_CHARS = 1 << 16          # the config's JSON
+MAX_MODEL_BYTES = 4 << 30           # parameters a checkpoint may declare (4 GiB)
+
+
 def load(path):
     """(params, config, opt_state) from a checkpoint, after validating everything.
 
-    Raises TinymodError saying exactly what is wrong: missing file, not an npz
-    (truncated or corrupt), missing or unexpected arrays, bad config, wrong shapes or
-    dtypes, non-finite values, an unknown format version.
+    Hostile files are refused before they cost anything: the member names are checked
+    against the contract and every .npy header (shape and dtype) against the config
+    before any array is decompressed, so a header that declares 320 GB is refused in
+    milliseconds. Raises TinymodError saying exactly what is wrong: missing file, not an
+    npz (truncated, corrupt, or some other file), missing or unexpected arrays, bad config,
+    wrong shapes or dtypes, non-finite values, an unknown format version.
     """
     path = Path(path)
     if not path.is_file():
         raise TinymodError(f"no checkpoint at {path}")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-        raise TinymodError(f"{path} is not a readable checkpoint (truncated or corrupt): {e}") from None
     where = f"checkpoint {path}"
-    missing = [key for key in (*PARAM_NAMES, "config") if key not in arrays]
-    if missing:
-        raise TinymodError(f"{where} lacks arrays: {', '.join(missing)}")
-    unexpected = [k for k in arrays if k not in PARAM_NAMES and k != "config" and not k.startswith("opt_")]
-    if unexpected:
-        raise TinymodError(f"{where} has unexpected arrays: {', '.join(sorted(unexpected))}")
-    config = _read_config(arrays["config"], where)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            headers = _headers(zf, where)
+            if "config" not in headers:
+                raise TinymodError(f"{where} lacks arrays: config")
+            shape, dtype = headers["config"]
+            if shape != () or dtype.kind != "U" or dtype.itemsize > 4 * MAX_CONFIG_CHARS:
+                raise TinymodError(f"{where}: 'config' must be a 0-d string array of JSON "
+                                   f"(at most {MAX_CONFIG_CHARS} characters)")
+            config = _read_config(_member(zf, "config"), where)
+            _check_headers(headers, config, where)
+            arrays = {key: _member(zf, key) for key in headers}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+        raise TinymodError(f"{path} is not a readable checkpoint (truncated or corrupt, or not "
+                           f"an .npz file): {_plain(e)}") from None
     shapes = param_shapes(config["p"], config["d_embed"], config["d_hidden"])
-    params = {}
-    for name in PARAM_NAMES:
-        params[name] = _checked(arrays[name], name, shapes[name], where)
+    params = {name: _checked(arrays[name], name, shapes[name], where) for name in PARAM_NAMES}
     dtypes = {params[name].dtype for name in PARAM_NAMES}
     if len(dtypes) != 1:
         raise TinymodError(f"{where} mixes dtypes: {', '.join(sorted(map(str, dtypes)))}")
@@ -67,9 +77,62 @@ def load(path):
     return params, config, opt_state
 
 
+def _plain(error):
+    """An error's text without numpy's advice to load with allow_pickle=True."""
+    return str(error).split(" allow_pickle")[0].split("Use allow_pickle")[0].strip() or type(error).__name__
+
+
+def _headers(zf, where):
+    """{key: (shape, dtype)} from each member's .npy header, decompressing only the header."""
+    headers = {}
+    for info in zf.infolist():
+        key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+        if key not in ALLOWED:
+            raise TinymodError(f"{where} has unexpected arrays: {info.filename}")
+        with zf.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            read = {(1, 0): np.lib.format.read_array_header_1_0,
+                    (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            if read is None:
+                raise TinymodError(f"{where}: {key} has .npy format version {version}")
+            shape, _, dtype = read(f)
+        if dtype.hasobject:
+            raise TinymodError(f"{where}: {key} holds Python objects; checkpoints hold numbers only")
+        headers[key] = (tuple(shape), dtype)
+    return headers
+
+
+def _member(zf, key):
+    with zf.open(f"{key}.npy") as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
+
+
+def _check_headers(headers, config, where):
+    """Every array the config implies is there, with its shape and a float dtype (the
+    optimiser's step a 0-d integer), before anything is decompressed."""
+    missing = [key for key in PARAM_NAMES if key not in headers]
+    if missing:
+        raise TinymodError(f"{where} lacks arrays: {', '.join(missing)}")
+    shapes = param_shapes(config["p"], config["d_embed"], config["d_hidden"])
+    size = 8 * sum(int(np.prod(s)) for s in shapes.values())
+    if size > MAX_MODEL_BYTES:
+        raise TinymodError(f"{where}: its config declares a model of {size / 2**30:.1f} GiB, "
+                           f"more than the {MAX_MODEL_BYTES >> 30} GiB a checkpoint may hold")
+    for key, (shape, dtype) in headers.items():
+        if key == "config":
+            continue
+        if key == "opt_t":
+            if shape != () or dtype.kind not in "iu":
+                raise TinymodError(f"{where}: optimiser state lacks a scalar integer opt_t")
+            continue
+        expected = shapes[key.split("_", 2)[-1] if key.startswith("opt_") else key]
+        if shape != tuple(expected):
+            raise TinymodError(f"{where}: {key} has shape {shape}, expected {tuple(expected)}")
+        if dtype.name not in DTYPES:
+            raise TinymodError(f"{where}: {key} has dtype {dtype}, expected float32 or float64")
+
+
 def _read_config(array, where):
-    if array.ndim != 0 or array.dtype.kind != "U":
-        raise TinymodError(f"{where}: 'config' must be a 0-d string array of JSON")
     try:
         config = json.loads(str(array))
     except ValueError as e:
@@ -82,12 +145,18 @@ def _read_config(array, where):
     if config["format_version"] != FORMAT_VERSION:
         raise TinymodError(f"{where} has format_version {config['format_version']!r}; "
                            f"this tinymod reads version {FORMAT_VERSION}")
-    for key in ("p", "d_embed", "d_hidden", "seq_len", "step"):
+    for key in ("p", "d_embed", "d_hidden", "seq_len", "step", "seed"):
         value = config[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "step" else 1):
-            raise TinymodError(f"{where}: config {key} must be a positive integer, got {value!r}")
+        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key in ("p", "d_embed", "d_hidden", "seq_len") else 0):
+            kind = "a non-negative" if key in ("step", "seed") else "a positive"
+            raise TinymodError(f"{where}: config {key} must be {kind} integer, got {value!r}")
+    frac = config["frac"]
+    if not isinstance(frac, (int, float)) or isinstance(frac, bool) or not 0 < frac < 1:
+        raise TinymodError(f"{where}: config frac must be a number in (0, 1), got {frac!r}")
     if config["activation"] not in ACTIVATIONS:
         raise TinymodError(f"{where}: unknown activation {config['activation']!r}")
+    if "dtype" in config and config["dtype"] not in DTYPES:
+        raise TinymodError(f"{where}: unknown dtype {config['dtype']!r}")
     return config
 
 
