@@ -301,3 +301,55 @@ def test_other_files_are_one_line_errors_that_never_suggest_pickle(tmp_path):
         result = CliRunner().invoke(main, ["svd", str(tmp_path / name)])
         assert result.exit_code == 1 and "is not a readable checkpoint" in result.output, result.output
         assert "pickle" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+# --- settings refused before anything is computed ------------------------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["--seq-len", "1000000000"], "tuples is more than"),
+    (["--p", "2236"], r"needs about \d+\.\d GiB of memory"),
+    (["--d-hidden", "200000"], r"needs about \d+\.\d GiB of memory"),
+])
+def test_impossible_settings_are_refused_at_once(tmp_path, args, message):
+    import time as clock
+    start = clock.perf_counter()
+    result = CliRunner().invoke(main, ["train", *args, "--out", str(tmp_path / "r")])
+    assert clock.perf_counter() - start < 5
+    assert result.exit_code == 1 and __import__("re").search(message, result.output), result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_construct_refuses_what_would_not_fit(tmp_path):
+    result = CliRunner().invoke(main, ["construct", "--p", "100001", "--freqs", "3", "--out", str(tmp_path / "c")])
+    assert result.exit_code == 1 and "needs about" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "c").exists()
+
+
+def test_memory_estimate_counts_the_logits_of_a_step():
+    from tinymod.config import preset
+    for p, batch in ((2236, None), (113, None), (113, 64)):
+        config = preset("default").replace(p=p, batch_size=batch)
+        B = batch or round(config.frac * p * p)
+        logits = 2 * 4 * B * p                     # float32 logits and their gradient
+        assert logits < config.memory_bytes() < 3 * logits + 64 * 2**20
+
+
+def test_report_on_a_model_without_key_frequencies_says_so(tmp_path):
+    params = {k: np.zeros_like(v) for k, v in train.rnn.init_params(11, 4, 6).items()}
+    checkpoint.save(tmp_path / "model.npz", params, {"p": 11, "d_embed": 4, "d_hidden": 6, "activation": "relu",
+                                                     "seq_len": 2, "frac": 0.5, "seed": 0, "step": 0})
+    result = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("No frequency qualifies as key")
+    assert "No frequency qualifies as key" in (tmp_path / "report.md").read_text()
+    fit = json.loads((tmp_path / "fourier.json").read_text())["fit"]
+    assert fit["logits_fvu"] is None                  # nothing to explain: null, not 0 or NaN
+
+
+def test_the_gpu_hint_names_a_command_that_works_from_a_clone():
+    import importlib.util
+    if importlib.util.find_spec("cupy") is not None:
+        pytest.skip("CuPy is installed here")
+    with pytest.raises(TinymodError, match=r"pip install '\.\[gpu\]'"):
+        from tinymod import backend
+        backend.get("cupy")

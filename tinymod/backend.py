@@ -28,8 +28,9 @@ def get(name):
         if cupy.cuda.runtime.getDeviceCount() < 1:
             raise RuntimeError("no CUDA device found")
     except Exception as e:  # ImportError, CUDA driver or runtime errors
-        raise TinymodError(f"--backend cupy needs CuPy (pip install 'tinymod[gpu]') and an "
-                           f"NVIDIA GPU: {type(e).__name__}: {e}".splitlines()[0]) from None
+        raise TinymodError(f"--backend cupy needs CuPy for your CUDA (in a clone of tinymod: "
+                           f"pip install '.[gpu]'; or pip install cupy-cuda12x) and an NVIDIA GPU: "
+                           f"{type(e).__name__}: {e}".splitlines()[0]) from None
     return cupy
 
 

@@ -275,6 +275,7 @@ def ablate(source, out, threshold, site, seeds, backend_name):
 def report(source, threshold, backend_name):
     """Run fourier, svd and ablate on a run and write report.md beside it: the training
     curves, every figure, and our numbers beside the paper's claims."""
+    import json
     from tinymod import runs
     from tinymod import train as training
     from tinymod.report import run_report
@@ -283,6 +284,9 @@ def report(source, threshold, backend_name):
     rows = runs.read_metrics(folder / runs.METRICS)
     summary = training.summarize(rows, folder) if rows else None
     path, claims = run_report(params, config, folder, summary, threshold)
+    from tinymod.report import NO_KEY
+    if not json.loads((folder / "fourier.json").read_text())["key_frequencies"]:
+        click.echo(NO_KEY.replace("**", ""))
     for c in claims:
         click.echo(f"{c.claim}: {c.verdict}\n    ours: {c.ours}\n    paper: {c.paper}\n"
                    f"    criterion: {c.criterion}")

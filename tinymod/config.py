@@ -5,6 +5,7 @@ Precedence, lowest first: the preset, then a config file, then command-line flag
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,30 @@ from tinymod.errors import TinymodError
 from tinymod.rnn import ACTIVATIONS, DTYPES
 
 MAX_EXAMPLES = 5_000_000   # p**seq_len above this would not fit a laptop's memory
+EVAL_BATCH = 20_000        # examples per evaluation batch (train.py)
+
+
+def available_memory():
+    """Bytes of memory available now (Linux MemAvailable), else the physical total, else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(nbytes, what):
+    """Refuse, with the size it would need, what would not fit in 80% of available memory."""
+    available = available_memory()
+    if available is not None and nbytes > 0.8 * available:
+        raise TinymodError(f"{what} needs about {nbytes / 2**30:.1f} GiB of memory, and this "
+                           f"machine has {available / 2**30:.1f} GiB available")
 
 
 @dataclass(frozen=True)
@@ -70,7 +95,8 @@ class TrainConfig:
              f"stop-at must lie in (0, 1], got {self.stop_at}"),
             (self.seed >= 0, f"seed must be non-negative, got {self.seed}"),
             (self.threads is None or self.threads >= 1, f"threads must be positive, got {self.threads}"),
-            (self.p ** self.seq_len <= MAX_EXAMPLES,
+            # in logarithms: p**seq_len itself could take minutes to compute
+            (self.seq_len * math.log(max(self.p, 2)) <= math.log(MAX_EXAMPLES) + 1e-9,
              f"p**seq-len = {self.p}**{self.seq_len} tuples is more than {MAX_EXAMPLES:,}"),
         ]
         for ok, message in checks:
@@ -80,7 +106,25 @@ class TrainConfig:
         n_train = round(self.frac * n)
         if not 0 < n_train < n:
             raise TinymodError(f"frac {self.frac} of {n} tuples leaves an empty train or test set")
+        check_memory(self.memory_bytes(), f"training p = {self.p}, seq-len {self.seq_len}, "
+                                          f"H = {self.d_hidden} on {n_train:,} examples a step")
         return self
+
+    def memory_bytes(self):
+        """What a training step and an evaluation really allocate, roughly: the (B, p)
+        logits and their gradient, the per-example hidden states and their gradients,
+        an evaluation batch's logits, the token tables, and the parameters with their
+        gradients and two AdamW moments."""
+        item = 4 if self.dtype == "float32" else 8
+        n = self.p ** self.seq_len
+        n_train = round(self.frac * n)
+        B = min(self.batch_size or n_train, n_train)
+        E = min(EVAL_BATCH, max(n_train, n - n_train))
+        H, T, p = self.d_hidden, self.seq_len, self.p
+        params = p * self.d_embed + H * self.d_embed + H * H + H + p * H + p
+        per_step = 2 * B * p + B * H * (T + 2)
+        per_eval = 2 * E * p + E * H * T
+        return item * (per_step + per_eval + 4 * params) + 8 * n * (T + 1)
 
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
@@ -120,8 +164,8 @@ def read_config_file(path):
         if path.suffix.lower() == ".toml":
             try:
                 import tomllib
-            except ImportError:   # Python 3.10
-                raise TinymodError("TOML config files need Python 3.11 or later; use JSON") from None
+            except ImportError:   # Python 3.10: the same parser, installed as tomli
+                import tomli as tomllib
             raw = tomllib.loads(text)
         else:
             raw = json.loads(text)

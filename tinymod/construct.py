@@ -22,6 +22,7 @@ hold energy at the planted frequencies alone. `build` checks every pair is class
 import numpy as np
 
 from tinymod import rnn
+from tinymod.config import check_memory
 from tinymod.data import all_tuples, targets
 from tinymod.errors import TinymodError
 
@@ -47,6 +48,8 @@ def build(p, freqs, phases=16, offsets=8, dtype="float64"):
         raise TinymodError(f"need at least 4 phases and 1 offset, got {phases} and {offsets}")
     K = len(freqs)
     D, H = 2 * K, 1 + 2 * K + K * phases * offsets
+    # the check runs the model over all p^2 pairs: hidden states and logits
+    check_memory(8 * (p * p * (H + 2 * p) + H * H + 2 * p * H), f"constructing p = {p} with H = {H}")
     n = np.arange(p)
     E = np.zeros((p, D))
     W_ih, W_hh, b_h = np.zeros((H, D)), np.zeros((H, H)), np.zeros(H)

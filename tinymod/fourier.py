@@ -160,12 +160,13 @@ def fvu(y, fit, axis=None):
     of squares of y centred on its mean over `axis` (every axis when None)."""
     centred = y - y.mean(axis=axis, keepdims=True)
     total = float(np.sum(centred ** 2))
-    return float(np.sum((y - fit) ** 2) / total) if total > 0 else 0.0
+    return float(np.sum((y - fit) ** 2) / total) if total > 0 else float("nan")   # nothing to explain
 
 
 def relative_error(y, fit):
-    """Relative L2 error ||y - fit|| / ||y|| (not centred)."""
-    return float(np.linalg.norm(y - fit) / max(np.linalg.norm(y), 1e-300))
+    """Relative L2 error ||y - fit|| / ||y|| (not centred); NaN when y is all zero."""
+    norm = float(np.linalg.norm(y))
+    return float(np.linalg.norm(y - fit) / norm) if norm > 0 else float("nan")
 
 
 def fit_logits(logits, key):

@@ -100,7 +100,7 @@ def hidden_spectrum_2d(report, path):
     import numpy as np
     energy = np.array(report["hidden_spectrum_2d"])
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    image = ax.imshow(np.log10(energy + 1e-12 * energy.max()), origin="lower", cmap="viridis")
+    image = ax.imshow(np.log10(energy + max(1e-12 * energy.max(), 1e-300)), origin="lower", cmap="viridis")
     fig.colorbar(image, ax=ax, label="log10 energy")
     ax.set(xlabel="frequency of b", ylabel="frequency of a", title="hidden state h_2 over (a, b)")
     return _save(fig, path)
@@ -144,7 +144,8 @@ def singular_values(report, path):
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for name, entry in report.items():
         s = entry["singular_values"]
-        ax.plot(range(1, len(s) + 1), [max(v / s[0], 1e-10) for v in s], marker=".", ms=3,
+        top = s[0] or 1.0                                 # an all-zero matrix has no scale
+        ax.plot(range(1, len(s) + 1), [max(v / top, 1e-10) for v in s], marker=".", ms=3,
                 label=f"{name} (90%: rank {entry['rank_90']})")
     key_rank = next((e["key_rank"] for e in report.values() if "key_rank" in e), None)
     if key_rank:

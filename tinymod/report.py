@@ -20,6 +20,10 @@ def _pct(x):
     return f"{100 * x:.1f}%"
 
 
+def _pct_or_none(x):
+    return "none (no key frequency)" if x is None else _pct(x)
+
+
 def _freqs(key):
     return " ".join(map(str, key)) or "none"
 
@@ -30,6 +34,11 @@ class Claim(NamedTuple):
     ours: str
     verdict: str
     criterion: str
+
+
+NO_KEY = ("**No frequency qualifies as key:** no frequency holds any share of the non-constant "
+          "energy of E, E @ W_ih.T and W_out (all-zero or constant weights, for example), so the "
+          "model carries no Fourier structure and none of the paper's claims can hold for it.")
 
 
 def claims(fourier_report, svd_report, ablation_report):
@@ -46,7 +55,7 @@ def claims(fourier_report, svd_report, ablation_report):
         f"{n} functional: {_freqs(key)} (spectral rule: {len(spectral)} at threshold "
         f"{fourier_report['threshold']:g})",
         "reproduced" if 1 <= n <= FEW else f"not: {n}",
-        f"the functional set has 1 to {FEW} of {fourier_report['p'] // 2} frequencies"))
+        f"the functional set has 1 to {min(FEW, fourier_report['p'] // 2)} of {fourier_report['p'] // 2} frequencies"))
     shares = {name: e["energy_share_key_rank"] for name, e in svd_report.items()
               if "energy_share_key_rank" in e}
     if shares:
@@ -79,6 +88,7 @@ def claims(fourier_report, svd_report, ablation_report):
             name, f"fit error {PAPER['fit_error'][0]:g} to {PAPER['fit_error'][1]:g} (measure not stated)",
             f"FVU {fvu:.3g}, relative L2 error {fit[f'{what}_relative_error']:.3g} ({extra})",
             "reproduced" if fvu <= PAPER["fit_error"][1] else
+            "not: nothing to fit (no variance)" if fvu != fvu else
             f"not: {fvu / PAPER['fit_error'][1]:.1f}x the paper's upper end",
             f"fraction of variance unexplained (1 − R²) at most {PAPER['fit_error'][1]:g}"))
     singles = [s["accuracy"] for s in ablation_report["single"] if s["is_key"]]
@@ -159,7 +169,7 @@ def control_table(trained, control):
         row("hidden units with R² ≥ 0.85 at S", lambda m: _pct(m["fourier"]["fit"]["hidden_share_well_explained"])),
         row("restricted loss at S (all pairs)", lambda m: f"{m['fourier']['logit_measures']['restricted_loss']:.3g}"),
         row("excluded loss at S (train pairs)", lambda m: f"{m['fourier']['logit_measures']['excluded_loss']:.3g}"),
-        row(f"top {2 * len(t['fourier']['key_frequencies'])} singular energy of E @ W_ih.T", lambda m: _pct(m["svd"]["E @ W_ih.T"]["energy_share_key_rank"])),
+        row(f"top {2 * len(t['fourier']['key_frequencies'])} singular energy of E @ W_ih.T", lambda m: _pct_or_none(m["svd"]["E @ W_ih.T"].get("energy_share_key_rank"))),
         row("rank of E @ W_ih.T at 90% energy", lambda m: m["svd"]["E @ W_ih.T"]["rank_90"]),
     ]
     return _table(["measure", "trained", "untrained control"], rows)
@@ -185,6 +195,8 @@ def markdown(run, summary, fourier_report, svd_report, ablation_report, figures,
                           progress_report["phase_rules"][ph["name"]]] for ph in progress_report["phases"]])
         lines += ["", "![progress](progress.png)", ""]
     lines += ["## The paper's claims, and ours", ""]
+    if not fourier_report["key_frequencies"]:
+        lines += [NO_KEY, ""]
     lines += _table(["claim", "paper", "ours", "verdict", "criterion"],
                     claims(fourier_report, svd_report, ablation_report))
     lines += ["", f"Key frequencies: the **functional** set is {fourier_report['functional']['rule']}; "
@@ -200,7 +212,7 @@ def markdown(run, summary, fourier_report, svd_report, ablation_report, figures,
     lines += ["## Low rank", ""]
     lines += _table(["matrix", "shape", "rank at 90%", "rank at 99%", "energy in top 2 × spectral key"],
                     [[name, f"{e['shape'][0]} × {e['shape'][1]}", e["rank_90"], e["rank_99"],
-                      _pct(e.get("energy_share_key_rank", float("nan")))] for name, e in svd_report.items()])
+                      _pct_or_none(e.get("energy_share_key_rank"))] for name, e in svd_report.items()])
     lines += ["", "## Figures", ""]
     lines += [f"![{name}]({name})" for name in figures]
     return "\n".join(lines) + "\n"

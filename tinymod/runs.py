@@ -45,7 +45,8 @@ def parse_step(path):
     return int(digits) if digits.isdigit() else None
 
 
-def _stepped(folder):
+def stepped(folder):
+    """[(step, path)] of the step_NNNNNNN.npz files in a folder, by parsed step."""
     found = [(parse_step(p), p) for p in Path(folder).glob("step_*.npz")]
     return sorted((s, p) for s, p in found if s is not None)
 
@@ -89,8 +90,20 @@ def write_text(path, text):
     return atomic_write(path, lambda f: f.write(text), binary=False)
 
 
+def _strict(obj):
+    """obj with every NaN or infinity as None: JSON has no such numbers."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    return obj
+
+
 def write_json(path, obj):
-    return write_text(path, json.dumps(obj, indent=1) + "\n")
+    """Strict JSON (a NaN, say the FVU of a constant, is written as null), atomically."""
+    return write_text(path, json.dumps(_strict(obj), indent=1, allow_nan=False) + "\n")
 
 
 def remove_stale_temporaries(folder):
@@ -151,7 +164,7 @@ def newest_checkpoint(folder, loader=None):
     confirmed by the step in the file's own config when a `loader` (path -> config) is
     given. Returns (path or None, [(path, reason), ...] for newer files that failed)."""
     failed = []
-    for step, path in reversed(_stepped(Path(folder, CHECKPOINTS))):
+    for step, path in reversed(stepped(Path(folder, CHECKPOINTS))):
         if loader is None:
             return path, failed
         try:
@@ -186,7 +199,7 @@ def snapshot_steps(steps, every=None):
 
 def list_snapshots(folder):
     """[(step, path)] of a run's snapshots, by the step parsed from each name."""
-    return _stepped(Path(folder, SNAPSHOTS))
+    return stepped(Path(folder, SNAPSHOTS))
 
 
 # --- the lock -------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from tinymod import __version__, backend, checkpoint, data, optim, plots, rnn, runs
 from tinymod.backend import keep_freed_memory, namespace, to_numpy
-from tinymod.config import FIELDS, TrainConfig
+from tinymod.config import EVAL_BATCH, FIELDS, TrainConfig
 from tinymod.errors import TinymodError
 
 GROK_ACC = 0.99
@@ -98,7 +98,7 @@ def _clear(out, names=(), stepped=()):
     for name in names:
         (out / name).unlink(missing_ok=True)
     for sub in stepped:
-        for _, path in runs._stepped(out / sub):
+        for _, path in runs.stepped(out / sub):
             path.unlink()
 
 
@@ -171,8 +171,8 @@ def weight_norm(params):
 
 
 def _evaluate(params, ds, config, step, seconds):
-    train_loss, train_acc = rnn.evaluate(params, ds.x_train, ds.y_train, config.activation, 20000)
-    test_loss, test_acc = rnn.evaluate(params, ds.x_test, ds.y_test, config.activation, 20000)
+    train_loss, train_acc = rnn.evaluate(params, ds.x_train, ds.y_train, config.activation, EVAL_BATCH)
+    test_loss, test_acc = rnn.evaluate(params, ds.x_test, ds.y_test, config.activation, EVAL_BATCH)
     return {"step": step, "train_loss": train_loss, "train_acc": train_acc,
             "test_loss": test_loss, "test_acc": test_acc,
             "weight_norm": weight_norm(params), "seconds": round(seconds, 3)}
