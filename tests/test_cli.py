@@ -32,3 +32,13 @@ def test_unknown_command_is_a_one_line_error():
     result = CliRunner().invoke(main, ["frobnicate"])
     assert result.exit_code == 2 and "No such command" in result.output
     assert "Traceback" not in result.output
+
+
+def test_importing_tinymod_leaves_matplotlib_as_it_was(tmp_path):
+    """The plots use matplotlib's object API: no pyplot, no backend switch for a notebook."""
+    code = ("import matplotlib, sys\nbefore = matplotlib.get_backend()\n"
+            "import tinymod.plots, tinymod.report, tinymod.train, tinymod.progress\n"
+            "print(before == matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         check=True, env={**__import__("os").environ, "MPLBACKEND": "svg"})
+    assert out.stdout.split() == ["True", "False"]

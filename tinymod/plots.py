@@ -1,21 +1,24 @@
-"""matplotlib figures, drawn with the Agg backend (no display needed) and saved as PNG.
+"""matplotlib figures, built with the object API (`matplotlib.figure.Figure`) and saved as
+PNG through the run folder's atomic writer. No pyplot, no backend switch: importing
+tinymod leaves a notebook user's matplotlib as it was, and no display is needed.
 
 Each function takes plain data (lists, NumPy arrays) and a path; none computes anything
 beyond what it draws.
 """
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
+
+def _figure(rows=1, cols=1, **kwargs):
+    """(figure, axes) like pyplot.subplots, without pyplot's global state."""
+    figsize = kwargs.pop("figsize", None)
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, cols, **kwargs)
 
 
 def _save(fig, path):
     from tinymod import runs
     fig.tight_layout()
-    try:
-        runs.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    finally:
-        plt.close(fig)
+    runs.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     return path
 
 
@@ -47,7 +50,7 @@ def training_curves(rows, path, title=""):
     much later, and a linear axis squeezes the first into a sliver.
     """
     steps = _steps(rows)
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax_loss, ax_acc) = _figure(1, 2, figsize=(11, 4.2))
     ax_loss.plot(steps, _column(rows, "train_loss"), ".-", ms=3, label="train")
     ax_loss.plot(steps, _column(rows, "test_loss"), ".-", ms=3, label="test")
     ax_loss.set(yscale="log", ylabel="cross-entropy loss")
@@ -66,7 +69,7 @@ def training_curves(rows, path, title=""):
 def weight_norm(rows, path, title=""):
     """The L2 norm of all parameters against step (weight decay shrinks it as the model
     trades memorisation for the Fourier algorithm)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _figure(figsize=(6, 4))
     ax.plot(_steps(rows), _column(rows, "weight_norm"))
     _step_axis(ax)
     ax.set(ylabel="weight norm ||θ||₂", title=title or "weight norm")
@@ -81,7 +84,7 @@ COMPONENT_LABELS = {"E": "embedding E", "U": "input table E @ W_ihᵀ", "W_out":
 def fourier_spectra(report, path):
     """Each component's share of non-constant energy per frequency (log scale); key
     frequencies marked."""
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, ax = _figure(figsize=(10, 4.5))
     for name, label in COMPONENT_LABELS.items():
         spec = report["spectra"][name]
         total = sum(spec[1:]) or 1.0
@@ -99,7 +102,7 @@ def hidden_spectrum_2d(report, path):
     """log10 energy of the hidden state per frequency pair (k_a, k_b)."""
     import numpy as np
     energy = np.array(report["hidden_spectrum_2d"])
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig, ax = _figure(figsize=(5.5, 5))
     image = ax.imshow(np.log10(energy + max(1e-12 * energy.max(), 1e-300)), origin="lower", cmap="viridis")
     fig.colorbar(image, ax=ax, label="log10 energy")
     ax.set(xlabel="frequency of b", ylabel="frequency of a", title="hidden state h_2 over (a, b)")
@@ -109,7 +112,7 @@ def hidden_spectrum_2d(report, path):
 def neurons_per_frequency(report, path):
     counts = report["neurons"]["count_per_frequency"]
     key = set(report["key_frequencies"])
-    fig, ax = plt.subplots(figsize=(9, 3.8))
+    fig, ax = _figure(figsize=(9, 3.8))
     ax.bar(range(1, len(counts)), counts[1:],
            color=["C3" if k in key else "C0" for k in range(1, len(counts))])
     ax.set(xlabel="dominant frequency", ylabel="hidden units",
@@ -124,7 +127,7 @@ def clock(report, path):
     n = max(len(clocks), 1)
     cols = min(n, 3)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
+    fig, axes = _figure(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (k, points) in zip(axes.flat, clocks.items()):
@@ -141,7 +144,7 @@ def clock(report, path):
 
 def singular_values(report, path):
     """Each matrix's singular values, normalised by the largest (log scale)."""
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax = _figure(figsize=(8, 4.5))
     for name, entry in report.items():
         s = entry["singular_values"]
         top = s[0] or 1.0                                 # an all-zero matrix has no scale
@@ -159,7 +162,7 @@ def singular_values(report, path):
 def ablation_single(report, path):
     """Accuracy on all pairs after removing each frequency alone."""
     single = report["single"]
-    fig, ax = plt.subplots(figsize=(10, 3.8))
+    fig, ax = _figure(figsize=(10, 3.8))
     ax.bar([s["frequency"] for s in single], [100 * s["accuracy"] for s in single],
            color=["C3" if s["is_key"] else "C0" for s in single])
     ax.axhline(100 * report["baseline"]["accuracy"], color="k", lw=0.8, label="no ablation")
@@ -171,7 +174,7 @@ def ablation_single(report, path):
 
 def ablation_cumulative(report, path):
     """Accuracy as key frequencies are removed one after another, beside the controls."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = _figure(figsize=(7, 4.5))
     x0 = [0]
     base = [100 * report["baseline"]["accuracy"]]
 
@@ -197,7 +200,7 @@ def progress(report, path, title=""):
     phases shaded."""
     rows = report["rows"]
     steps = _steps(rows)
-    fig, axes = plt.subplots(3, 2, figsize=(12, 10), sharex=True)
+    fig, axes = _figure(3, 2, figsize=(12, 10), sharex=True)
     (acc, loss), (norm, energy), (sparse, low) = axes
     for name, label in (("train_acc", "train"), ("test_acc", "test")):
         acc.plot(steps, [100 * r[name] for r in rows], label=label)
