@@ -1,4 +1,4 @@
-"""Checkpoints (DESIGN.md contract 3): atomic .npz files, loaded with allow_pickle=False
+"""Checkpoints (contract 4, README "Contracts"): atomic .npz files, loaded with allow_pickle=False
 and validated, with a precise message for each fault.
 
 Layout of one file: the six parameter arrays under their names; `config`, a 0-d string

@@ -1,4 +1,4 @@
-"""The data (DESIGN.md contract 2): every ordered tuple of T residues and its sum mod p.
+"""The data (contract 2, README "Contracts"): every ordered tuple of T residues and its sum mod p.
 
 Shapes: N = p**T tuples, T tokens each; the tuples are in lexicographic order
 (row n is the base-p digits of n, most significant first).
@@ -36,7 +36,7 @@ def split_indices(n, frac, seed):
 
 
 def make_dataset(p, seq_len=2, frac=0.3, seed=0):
-    """The train/test split of DESIGN.md contract 2 (same seed, same split, everywhere)."""
+    """The train/test split of contract 2 (same seed, same split, everywhere)."""
     if not 0.0 < frac < 1.0:
         raise ValueError(f"frac must lie in (0, 1), got {frac}")
     x = all_tuples(p, seq_len)

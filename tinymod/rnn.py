@@ -1,4 +1,4 @@
-"""The model (DESIGN.md contract 1): a vanilla RNN, its forward pass and its BPTT.
+"""The model (contract 1, README "Contracts"): a vanilla RNN, its forward pass and its BPTT.
 
 Letters: B examples, T tokens per example, p residues, D embedding width, H hidden width.
 
