@@ -120,3 +120,11 @@ def test_asking_for_cupy_without_it_is_a_clear_one_line_error(tmp_path):
         assert result.exit_code == 1 and "--backend cupy needs CuPy" in result.output
         assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_arrays_of_two_namespaces_are_refused():
+    import array_api_strict as strict
+    from tinymod import backend
+    assert backend.namespace(np.ones(2), np.float64(3.0), 2.0) is np
+    with pytest.raises(TypeError, match="different namespaces mixed"):
+        backend.namespace(np.ones(2), strict.asarray([1.0, 2.0]))

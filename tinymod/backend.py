@@ -34,16 +34,27 @@ def get(name):
     return cupy
 
 
+def _owner(a):
+    if isinstance(a, numpy.ndarray):
+        return numpy
+    if isinstance(a, numpy.generic):
+        return None                       # a NumPy scalar mixes with any array, like a float
+    if "cupy" in sys.modules and isinstance(a, sys.modules["cupy"].ndarray):
+        return sys.modules["cupy"]
+    if hasattr(a, "__array_namespace__"):
+        return a.__array_namespace__()
+    return None                           # a Python scalar, None: owned by nobody
+
+
 def namespace(*arrays):
-    """The array module that owns `arrays`: numpy, cupy, or the array's own namespace."""
-    for a in arrays:
-        if isinstance(a, numpy.ndarray) or numpy.isscalar(a):
-            continue
-        if "cupy" in sys.modules and isinstance(a, sys.modules["cupy"].ndarray):
-            return sys.modules["cupy"]
-        if hasattr(a, "__array_namespace__"):
-            return a.__array_namespace__()
-    return numpy
+    """The array module that owns `arrays`: numpy, cupy, or the arrays' own namespace.
+    Arrays of two namespaces (NumPy beside CuPy, say) are a bug, refused with TypeError,
+    never silently converted."""
+    owners = {_owner(a) for a in arrays} - {None}
+    if len(owners) > 1:
+        names = sorted(getattr(xp, "__name__", str(xp)) for xp in owners)
+        raise TypeError(f"arrays of different namespaces mixed: {', '.join(names)}")
+    return owners.pop() if owners else numpy
 
 
 def _native(xp):
