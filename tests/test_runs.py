@@ -353,3 +353,14 @@ def test_the_gpu_hint_names_a_command_that_works_from_a_clone():
     with pytest.raises(TinymodError, match=r"pip install '\.\[gpu\]'"):
         from tinymod import backend
         backend.get("cupy")
+
+
+def test_a_hostile_config_json_is_a_one_line_error(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("--steps", 10, "--out", run).exit_code == 0
+    config = json.loads((run / "config.json").read_text())
+    for bad, message in (({**config, "p": "7"}, "setting p must be int"), ([1, 2], "not a JSON object")):
+        (run / "config.json").write_text(json.dumps(bad))
+        result = invoke("--steps", 20, "--out", run, "--resume")
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert "Traceback" not in result.output

@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from tinymod import __version__, backend, checkpoint, data, optim, plots, rnn, runs
 from tinymod.backend import keep_freed_memory, namespace, to_numpy
-from tinymod.config import EVAL_BATCH, FIELDS, TrainConfig
+from tinymod.config import EVAL_BATCH, FIELDS, TrainConfig, coerce
 from tinymod.errors import TinymodError
 
 GROK_ACC = 0.99
@@ -44,9 +44,14 @@ class Interrupted(Exception):
 def _read_run_config(out):
     try:
         saved = json.loads((out / runs.CONFIG).read_text())
-        return TrainConfig(**{k: v for k, v in saved.items() if k in FIELDS})
-    except (OSError, ValueError, TypeError) as e:
+        if not isinstance(saved, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
         raise TinymodError(f"{out / runs.CONFIG} is unreadable: {e}") from None
+    try:
+        return TrainConfig(**coerce({k: v for k, v in saved.items() if k in FIELDS}))
+    except TinymodError as e:
+        raise TinymodError(f"{out / runs.CONFIG}: {e}") from None
 
 
 def prepare_run(config, out, resume=False, overwrite=False, overrides=()):
