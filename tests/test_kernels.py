@@ -46,14 +46,14 @@ def cases(draw, name):
         return (rows, h, relu), ()
     if name == "act_backward_scatter":
         return (rows, h, relu, idx, table, idx[::-1].copy(), table[::-1].copy(), table[0].copy()), (4, 6, 7)
-    if name == "softmax_xent":
-        return (draw(values(dtype, (B, p), specials)), idx), ()
+    if name == "softmax_xent_rows":
+        return (draw(values(dtype, (B, p), specials)), idx, draw(st.sampled_from([1.0, 1 / 3, 1e-4]))), ()
     raise AssertionError(f"no inputs drawn for kernel {name}: add them here")
 
 
 def test_every_kernel_has_inputs_here():
     assert set(kernels.KERNELS) == {"scatter_add_rows", "gather_add_act", "act_backward",
-                                    "act_backward_scatter", "softmax_xent"}
+                                    "act_backward_scatter", "softmax_xent_rows"}
 
 
 @pytest.mark.parametrize("name", sorted(kernels.KERNELS))
@@ -91,7 +91,7 @@ def test_loss_is_non_finite_exactly_when_the_plain_loop_says_so(model, name, dat
     target.flat[data.draw(st.integers(0, target.size - 1))] = data.draw(st.sampled_from(SPECIALS))
     with np.errstate(all="ignore"):
         loss, _ = rnn.loss_and_grads(params, x, y, activation)
-        plain, _ = kernels.softmax_xent_portable(reference.forward_plain(params, x, activation)[0], y)
+        plain, _ = kernels.softmax_xent_rows_portable(reference.forward_plain(params, x, activation)[0], y, 1.0)
     assert np.isfinite(loss) == np.isfinite(plain), (loss, plain)
 
 

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from tinymod import backend, data, kernels, optim, rnn
+from tinymod import backend, blocks, data, kernels, optim, rnn
 
 
 def _median_ms(fn, repeats):
@@ -127,7 +127,8 @@ def worker(threads, repeats, p=113, frac=0.3, width=128):
         pass
     out = {"threads": threads, "rows": {}}
     for dtype in ("float32", "float64"):
-        ours = time_ours(p, frac, width, dtype, repeats)
+        with blocks.threads_set(threads):            # our example blocks on `threads` threads
+            ours = time_ours(p, frac, width, dtype, repeats)
         peer = time_torch(p, frac, width, dtype, repeats)
         rate = matmul_gflops(dtype)
         flops = step_flops(p, width, width, ours["batch"])

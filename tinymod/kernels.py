@@ -48,7 +48,8 @@ def compiled(fn):
     """numba.njit(fn) with an on-disk cache where one can be written, in memory otherwise."""
     if fn not in _compiled:
         try:
-            _compiled[fn] = _numba.njit(cache=True)(fn)
+            # nogil: tinymod.blocks runs kernels on blocks of examples in threads
+            _compiled[fn] = _numba.njit(cache=True, nogil=True)(fn)
         except RuntimeError:  # "cannot cache function ...: no locator available"
             _compiled[fn] = _numba.njit(fn)
     return _compiled[fn]
@@ -206,24 +207,26 @@ act_backward_scatter = register(act_backward_scatter_portable, _act_backward_sca
 
 # --- softmax cross-entropy and its gradient -----------------------------------------
 
-def softmax_xent_portable(logits, y):
-    """Mean cross-entropy of softmax(logits) (B, p) against y (B,), and d loss / d logits.
+def softmax_xent_rows_portable(logits, y, scale):
+    """Cross-entropy of softmax(logits) (n, p) against y (n,), summed over the rows, and
+    its gradient times `scale`: (softmax - onehot(y)) * scale. With scale = 1/B for the
+    B examples of a step, the rows of a block give exactly their share of the step.
 
     Stable for any finite logits: each row is shifted by its maximum before exp.
     """
     xp = namespace(logits)
-    B, p = logits.shape
-    z = logits - xp.max(logits, axis=1, keepdims=True)            # (B, p), max 0
-    lse = xp.log(xp.sum(xp.exp(z), axis=1, keepdims=True))        # (B, 1)
-    onehot = y[:, None] == arange(xp, p, logits)[None, :]          # (B, p) bool
-    loss = xp.mean(lse[:, 0] - xp.sum(xp.where(onehot, z, xp.zeros_like(z)), axis=1))
-    dlogits = (xp.exp(z - lse) - xp.astype(onehot, logits.dtype)) / B   # (B, p)
-    return float(loss), dlogits
+    p = logits.shape[1]
+    z = logits - xp.max(logits, axis=1, keepdims=True)            # (n, p), max 0
+    lse = xp.log(xp.sum(xp.exp(z), axis=1, keepdims=True))        # (n, 1)
+    onehot = y[:, None] == arange(xp, p, logits)[None, :]          # (n, p) bool
+    total = xp.sum(lse[:, 0] - xp.sum(xp.where(onehot, z, xp.zeros_like(z)), axis=1))
+    dlogits = (xp.exp(z - lse) - xp.astype(onehot, logits.dtype)) * scale   # (n, p)
+    return float(total), dlogits
 
 
 def _shift_rows(logits, y):
-    z = np.empty_like(logits)                     # (B, p) logits minus their row max
-    zy = np.empty(logits.shape[0], np.float64)    # (B,)   z at the target
+    z = np.empty_like(logits)                     # (n, p) logits minus their row max
+    zy = np.empty(logits.shape[0], np.float64)    # (n,)   z at the target
     for i in range(logits.shape[0]):
         m = logits[i, 0]
         for j in range(1, logits.shape[1]):
@@ -235,28 +238,34 @@ def _shift_rows(logits, y):
     return z, zy
 
 
-def _normalise_rows(e, zy, y):
-    B, p = e.shape
-    inv = 1.0 / B
+def _normalise_rows(e, zy, y, scale):
+    n, p = e.shape
     total = 0.0
-    for i in range(B):
+    for i in range(n):
         s = 0.0
         for j in range(p):
             s += e[i, j]
         total += np.log(s) - zy[i]                # -log softmax at the target
-        scale = inv / s
+        row = scale / s
         for j in range(p):
-            e[i, j] *= scale                      # softmax / B
-        e[i, y[i]] -= inv                         # minus onehot / B
-    return total * inv
+            e[i, j] *= row                        # softmax * scale
+        e[i, y[i]] -= scale                       # minus onehot * scale
+    return total
 
 
-def _softmax_xent_fast(logits, y):
+def _softmax_xent_rows_fast(logits, y, scale):
     # exp is left to NumPy, whose exp is vectorised; numba's calls libm per element
     z, zy = compiled(_shift_rows)(logits, y)
-    e = np.exp(z, out=z)                          # (B, p) in place
-    loss = compiled(_normalise_rows)(e, zy, y)    # e becomes d loss / d logits
-    return float(loss), e
+    e = np.exp(z, out=z)                          # (n, p) in place
+    total = compiled(_normalise_rows)(e, zy, y, scale)   # e becomes the scaled gradient
+    return float(total), e
 
 
-softmax_xent = register(softmax_xent_portable, fast=_softmax_xent_fast)
+softmax_xent_rows = register(softmax_xent_rows_portable, fast=_softmax_xent_rows_fast)
+
+
+def softmax_xent(logits, y):
+    """Mean cross-entropy of softmax(logits) (B, p) against y (B,), and d loss / d logits."""
+    inv = 1.0 / logits.shape[0]
+    total, dlogits = softmax_xent_rows(logits, y, inv)
+    return total * inv, dlogits

@@ -14,13 +14,15 @@ token. The backward pass mirrors this: gradients that reach a table row are summ
 residue (a scatter-add) before the small (p, H) matmuls. It is the same maths as the
 plain loop in `tinymod.reference`, which tests compare it against.
 """
+from contextlib import nullcontext
 from typing import NamedTuple
 
 import numpy as np
 
+from tinymod import blocks
 from tinymod.backend import arange, asarray, namespace
 from tinymod.kernels import (act_backward, act_backward_scatter, gather_add_act, scatter_add_rows,
-                             softmax_xent)
+                             softmax_xent, softmax_xent_rows)
 
 PARAM_NAMES = ("E", "W_ih", "W_hh", "b_h", "W_out", "b_out")
 ACTIVATIONS = ("relu", "tanh")
@@ -84,10 +86,39 @@ def _check_ids(ids, p, what):
         raise ValueError(f"{what} ids must lie in [0, {p}), got {int(xp.min(ids))}..{int(xp.max(ids))}")
 
 
+def _per_example(xp, a, b):
+    """a @ b, a (B, k) one row per example: by fixed blocks on NumPy (tinymod.blocks)."""
+    return blocks.matmul_rows(a, b) if xp is np else a @ b
+
+
+def _over_examples(xp, a, b):
+    """a.T @ b, summed over the examples (B) of a and b: by fixed blocks on NumPy."""
+    return blocks.matmul_sum(a, b) if xp is np else a.T @ b
+
+
+def _fixed_arithmetic(xp):
+    """On NumPy, BLAS at one thread and example blocks on tinymod's pool, so the result
+    does not depend on the thread count; other backends schedule themselves."""
+    return blocks.single_threaded_blas() if xp is np else nullcontext()
+
+
 def forward(params, x, activation="relu"):
     """logits (B, p) for tokens x (B, T), and the cache backward needs."""
-    relu = _check_activation(activation)
     xp = namespace(params["E"])
+    with _fixed_arithmetic(xp):
+        return _forward(params, x, activation, xp)
+
+
+def _forward(params, x, activation, xp):
+    h, cache = _hidden(params, x, activation, xp)
+    logits = _per_example(xp, h, params["W_out"].T)   # (B, p)
+    logits += params["b_out"]                         # in place: one (B, p) array, not two
+    return logits, cache
+
+
+def _hidden(params, x, activation, xp):
+    """h_T (B, H) and the cache: the recurrence, without the readout."""
+    relu = _check_activation(activation)
     E, W_ih, W_hh, b_h = params["E"], params["W_ih"], params["W_hh"], params["b_h"]
     T = x.shape[1]
     _check_ids(x, E.shape[0], "token")
@@ -106,24 +137,57 @@ def forward(params, x, activation="relu"):
         hs.append(h)
         rows = arange(xp, x.shape[0], x)                                # 0..B-1
         for t in range(2, T):
-            h = gather_add_act(h @ W_hh.T, rows, U, x[:, t], b_h, relu)   # h_{t+1} (B, H)
+            h = gather_add_act(_per_example(xp, h, W_hh.T), rows, U, x[:, t], b_h, relu)   # h_{t+1}
             hs.append(h)
-    logits = h @ params["W_out"].T                    # (B, p)
-    logits += params["b_out"]                         # in place: one (B, p) array, not two
-    return logits, Cache(x, H1, tuple(hs), relu)
+    return h, Cache(x, H1, tuple(hs), relu)
 
 
 def backward(params, cache, dlogits):
     """Gradients of the loss for every parameter, given d loss / d logits (B, p)."""
     xp = namespace(params["E"])
-    x, H1, hs, relu = cache
-    W_hh, W_out = params["W_hh"], params["W_out"]
-    T = x.shape[1]
-    h_T = hs[T] if T >= 2 else xp.take(H1, x[:, 0], axis=0)   # (B, H)
+    with _fixed_arithmetic(xp):
+        return _backward(params, cache, dlogits, xp)
+
+
+def _h_T(cache, xp):
+    x, H1, hs, _ = cache
+    return hs[x.shape[1]] if x.shape[1] >= 2 else xp.take(H1, x[:, 0], axis=0)   # (B, H)
+
+
+def _readout_back(d, h, W_out, dh):
+    """One block of examples back through logits = h @ W_out.T + b_out: writes the block's
+    dh, returns its shares of dW_out and db_out."""
+    np.matmul(d, W_out, out=dh)                       # (n, H)
+    return d.T @ h, np.sum(d, axis=0)                 # (p, H), (p,)
+
+
+def _add_in_order(parts):
+    """Per-block tuples of partial results, added in block order (fixed arithmetic)."""
+    total = list(parts[0])
+    for part in parts[1:]:
+        total = [a + b for a, b in zip(total, part)]
+    return total
+
+
+def _backward(params, cache, dlogits, xp):
     # back through the readout: logits = h_T @ W_out.T + b_out
-    dW_out = dlogits.T @ h_T                          # (p, H)
-    db_out = xp.sum(dlogits, axis=0)                  # (p,)
-    dh = dlogits @ W_out                              # (B, H) the dh_next carry
+    h_T, W_out = _h_T(cache, xp), params["W_out"]
+    if xp is np:
+        dh = np.empty_like(h_T)                       # (B, H) the dh_next carry
+        dW_out, db_out = _add_in_order(blocks.run(
+            lambda lo, hi: _readout_back(dlogits[lo:hi], h_T[lo:hi], W_out, dh[lo:hi]), h_T.shape[0]))
+    else:
+        dW_out = dlogits.T @ h_T                      # (p, H)
+        db_out = xp.sum(dlogits, axis=0)              # (p,)
+        dh = dlogits @ W_out                          # (B, H) the dh_next carry
+    return _backward_hidden(params, cache, dh, dW_out, db_out, xp)
+
+
+def _backward_hidden(params, cache, dh, dW_out, db_out, xp):
+    """The gradients below the readout, from dh = d loss / d h_T (B, H)."""
+    x, H1, hs, relu = cache
+    W_hh = params["W_hh"]
+    T = x.shape[1]
     dU = xp.zeros_like(H1)                            # (p, H) d loss / d U, per residue
     db_h = xp.zeros_like(params["b_h"])
     dW_hh = xp.zeros_like(W_hh)
@@ -131,8 +195,8 @@ def backward(params, cache, dlogits):
         dpre = act_backward(dh, hs[t], relu)          # back through the activation (B, H)
         db_h += xp.sum(dpre, axis=0)                  # back through the bias
         scatter_add_rows(dU, x[:, t - 1], dpre)       # back through the lookup U[x_t]
-        dW_hh += dpre.T @ hs[t - 1]                   # back through h_{t-1} @ W_hh.T
-        dh = dpre @ W_hh                              # (B, H)
+        dW_hh += _over_examples(xp, dpre, hs[t - 1])  # back through h_{t-1} @ W_hh.T
+        dh = _per_example(xp, dpre, W_hh)             # (B, H)
     if T >= 2:
         # t = 2: back through the activation, the bias and both lookups (U[x_2], and
         # A[x_1] with A = H1 @ W_hh.T, h_1 being row x_1 of H1), summed per residue
@@ -154,11 +218,33 @@ def backward(params, cache, dlogits):
 
 
 def loss_and_grads(params, x, y, activation="relu"):
-    """Mean softmax cross-entropy of the model on (x, y), and its gradients."""
-    logits, cache = forward(params, x, activation)
-    _check_ids(y, logits.shape[1], "target")
-    loss, dlogits = softmax_xent(logits, y)
-    return loss, backward(params, cache, dlogits)
+    """Mean softmax cross-entropy of the model on (x, y), and its gradients.
+
+    On NumPy the readout, the loss and their backward run fused, block by block of
+    examples (tinymod.blocks), while a block's logits are still in cache: the (B, p)
+    logits are never formed whole. The gradients are bit-identical to forward, then
+    softmax_xent, then backward."""
+    xp = namespace(params["E"])
+    _check_ids(y, params["W_out"].shape[0], "target")
+    if xp is not np:
+        logits, cache = forward(params, x, activation)
+        loss, dlogits = softmax_xent(logits, y)
+        return loss, backward(params, cache, dlogits)
+    with _fixed_arithmetic(xp):
+        h, cache = _hidden(params, x, activation, xp)
+        W_out, b_out = params["W_out"], params["b_out"]
+        inv = 1.0 / h.shape[0]
+        dh = np.empty_like(h)                         # (B, H)
+
+        def block(lo, hi):
+            logits = np.empty((hi - lo, W_out.shape[0]), h.dtype)
+            np.matmul(h[lo:hi], W_out.T, out=logits)  # (n, p) as blocks.matmul_rows does
+            logits += b_out
+            total, dlogits = softmax_xent_rows(logits, y[lo:hi], inv)
+            return (total, *_readout_back(dlogits, h[lo:hi], W_out, dh[lo:hi]))
+
+        total, dW_out, db_out = _add_in_order(blocks.run(block, h.shape[0]))
+        return total * inv, _backward_hidden(params, cache, dh, dW_out, db_out, xp)
 
 
 def evaluate(params, x, y, activation="relu", batch_size=None):

@@ -13,14 +13,12 @@ import math
 import signal
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from tinymod import __version__, backend, checkpoint, data, optim, plots, rnn, runs
+from tinymod import __version__, backend, blocks, checkpoint, data, optim, plots, rnn, runs
 from tinymod.backend import keep_freed_memory, namespace, to_numpy
 from tinymod.config import EVAL_BATCH, FIELDS, TrainConfig, coerce
 from tinymod.errors import TinymodError
@@ -164,8 +162,10 @@ def _set_up(config, out, resume, overwrite):
     if resume:              # the model will move on: older analyses would describe another step
         _clear(out, runs.ANALYSIS_OUTPUTS)
     runs.remove_stale_temporaries(out)
+    with blocks.threads_set(config.threads):
+        machine = {"threads_used": blocks.threads(), "blas": blocks.blas_info()}
     runs.write_json(out / runs.CONFIG, {**config.to_dict(), "version": __version__,
-                                        "numpy": np.__version__})
+                                        "numpy": np.__version__, **machine})
     return ds, host, state
 
 
@@ -221,7 +221,7 @@ def _loop(config, out, ds, host, state, progress):
     params, opt, step, seconds, rows = state
     snapshots = set(runs.snapshot_steps(config.steps, config.snapshot_every))
     metrics = runs.MetricsLog(out / runs.METRICS, rows)        # kept from before a resume
-    limits = threadpool_limits(config.threads, user_api="blas") if config.threads else nullcontext()
+    limits = blocks.threads_set(config.threads)   # how many blocks run at once; the result is the same
     interrupted = []
     previous = signal.signal(signal.SIGINT, _sigint_handler(interrupted)) if _main_thread() else None
     stopped = "steps"
