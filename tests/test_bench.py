@@ -13,22 +13,27 @@ def test_step_flops_counts_every_matmul():
         2 * (2 * p * H * H + 2 * p * H * D)
 
 
-def fake(threads, ours_step, torch_step):
+def fake(threads, ours_step, torch_step, jax_step=None, compile_error=None):
     part = {"forward": 1.0, "backward": 1.0, "optimizer": 0.1}
-    row = lambda: {"ours": {**part, "step": ours_step, "first_call_s": 0.5, "batch": 3831},
+    row = lambda: {"ours": {**part, "step": ours_step, "plain_step": ours_step * 1.5, "allocated_bytes": 2**21,
+                            "first_call_s": 0.5, "batch": 3831},
                    "torch": {**part, "step": torch_step, "version": "x"} if torch_step else None,
+                   "torch_compile": {"error": compile_error} if compile_error else None,
+                   "jax_jit": {"step": jax_step, "compile_s": 1.0, "version": "0.9"} if jax_step else None,
                    "matmul_gflops": 100.0, "step_gflop": 0.355, "fraction_of_limit": 0.3,
                    "profile": {"step": ours_step, "parts": {"softmax": 1.0, "everything else": 2.0}}}
     return {"threads": threads, "rows": {"float32": row(), "float64": row()}}
 
 
-def test_render_reports_ratio_fastest_threads_and_startup():
+def test_render_compares_the_plain_call_with_the_fastest_peer():
     start = {"help_s": 0.2, "numba_compile_s": 2.0, "numba_cached_s": 0.5}
-    text = bench.render([fake(1, 8.0, 24.0), fake(2, 6.0, 30.0)], start)
-    assert "| 1 | float32 |" in text and "3.0x faster" in text and "5.0x faster" in text
-    assert "Fastest for ours: 2 thread(s)" in text and "numba compile on first use 2.00 s" in text
-    text = bench.render([fake(1, 8.0, None)], start)
-    assert "not installed" in text
+    text = bench.render([fake(1, 8.0, 24.0, jax_step=18.0), fake(2, 6.0, 30.0)], start)
+    assert "| 1 | float32 | **12.00** |" in text
+    assert "1.5x (JAX jit)" in text and "3.3x (PyTorch eager)" in text     # 18 / 12, 30 / 9
+    assert "2.0 MiB" in text and "Fastest for ours: 2 thread(s)" in text
+    assert "numba compile on first use 2.00 s" in text
+    text = bench.render([fake(1, 8.0, None, compile_error="no compiler")], start)
+    assert "not installed" in text and "torch.compile failed: no compiler" in text
 
 
 @pytest.mark.parametrize("threads", ["0", "two", ""])

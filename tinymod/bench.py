@@ -109,6 +109,115 @@ def time_torch(p, frac, width, dtype, repeats):
             "version": torch.__version__}
 
 
+def time_torch_compiled(p, frac, width, dtype, repeats):
+    """The PyTorch model above with its loss compiled by torch.compile (inductor, C++ on
+    the CPU): compile time excluded. None if PyTorch is not importable or cannot compile."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    ds = data.make_dataset(p, 2, frac, 0)
+    kind = {"float32": torch.float32, "float64": torch.float64}[dtype]
+    embed = torch.nn.Embedding(p, width).to(kind)
+    cell = torch.nn.RNN(width, width, nonlinearity="relu", batch_first=True).to(kind)
+    readout = torch.nn.Linear(width, p).to(kind)
+    modules = torch.nn.ModuleList([embed, cell, readout])
+    opt = torch.optim.AdamW(modules.parameters(), lr=1e-3, betas=(0.9, 0.98), eps=1e-8,
+                            weight_decay=1.0)
+    x, y = torch.from_numpy(ds.x_train), torch.from_numpy(ds.y_train)
+
+    @torch.compile
+    def loss_fn():
+        out, _ = cell(embed(x))
+        return torch.nn.functional.cross_entropy(readout(out[:, -1]), y)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss_fn().backward()
+        opt.step()
+
+    try:
+        start = time.perf_counter()
+        step()
+        compile_s = time.perf_counter() - start
+    except Exception as e:                       # no C++ compiler, an unsupported op...
+        return {"error": f"{type(e).__name__}: {e}".splitlines()[0][:200]}
+    for _ in range(3):
+        step()
+    return {"step": _median_ms(step, repeats), "compile_s": compile_s}
+
+
+def time_jax(p, frac, width, dtype, repeats):
+    """The same model and AdamW in JAX, the whole step under one jax.jit: compile time
+    excluded. None if JAX is not importable."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    if dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    ds = data.make_dataset(p, 2, frac, 0)
+    x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+    params = {k: jnp.asarray(v) for k, v in rnn.init_params(p, width, width, 0, dtype).items()}
+    lr, b1, b2, eps, wd = 1e-3, 0.9, 0.98, 1e-8, 1.0
+
+    def loss_fn(P):
+        h = jnp.zeros((x.shape[0], width), P["E"].dtype)
+        for t in range(x.shape[1]):
+            h = jax.nn.relu(P["E"][x[:, t]] @ P["W_ih"].T + h @ P["W_hh"].T + P["b_h"])
+        logits = h @ P["W_out"].T + P["b_out"]
+        return jnp.mean(jax.nn.logsumexp(logits, axis=1) - jnp.take_along_axis(logits, y[:, None], 1)[:, 0])
+
+    @jax.jit
+    def step(P, m, v, t):
+        loss, g = jax.value_and_grad(loss_fn)(P)
+        t = t + 1
+        m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, m, g)
+        v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, v, g)
+        size, bc2 = lr / (1 - b1 ** t), jnp.sqrt(1 - b2 ** t)
+        P = jax.tree_util.tree_map(lambda p, m, v: p * (1 - lr * wd) - size * m / (jnp.sqrt(v) / bc2 + eps),
+                                   P, m, v)
+        return P, m, v, t, loss
+
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    state = [params, zeros, zeros, jnp.asarray(0.0, params["E"].dtype)]
+    start = time.perf_counter()
+    state = list(step(*state))
+    jax.block_until_ready(state[0])
+    compile_s = time.perf_counter() - start
+
+    def run():
+        state[:4] = step(*state[:4])[:4]
+        jax.block_until_ready(state[0])
+
+    for _ in range(3):
+        run()
+    return {"step": _median_ms(run, repeats), "compile_s": compile_s, "version": jax.__version__}
+
+
+def step_allocation_bytes(p, frac, width, dtype, steps=5):
+    """The largest amount of memory a warm training step allocates beyond what it started
+    with (tracemalloc's peak, which NumPy reports its buffers to), median over steps."""
+    import tracemalloc
+    ds = data.make_dataset(p, 2, frac, 0)
+    x, y = ds.x_train, ds.y_train
+    params = rnn.init_params(p, width, width, seed=0, dtype=dtype)
+    opt = optim.AdamW(params)
+    for _ in range(3):
+        opt.step(params, rnn.loss_and_grads(params, x, y)[1])
+    peaks = []
+    tracemalloc.start()
+    for _ in range(steps):
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        opt.step(params, rnn.loss_and_grads(params, x, y)[1])
+        peaks.append(tracemalloc.get_traced_memory()[1] - base)
+    tracemalloc.stop()
+    return int(statistics.median(peaks))
+
+
 def matmul_gflops(dtype, n=1024, repeats=20):
     """The machine's measured rate on a large square matmul (GFLOP/s)."""
     a = np.random.default_rng(0).standard_normal((n, n)).astype(dtype)
@@ -118,21 +227,32 @@ def matmul_gflops(dtype, n=1024, repeats=20):
 
 
 def worker(threads, repeats, p=113, frac=0.3, width=128):
-    """Everything measured at one thread count, as a dict (run in a fresh process)."""
-    backend.keep_freed_memory()
+    """Everything measured at one thread count, as a dict (run in a fresh process).
+
+    Ours is timed twice: first from a plain library call, as a user script makes it, then
+    inside the training loop's setting (`tinymod train` keeps freed memory, see
+    backend.keep_freed_memory), which changes the process, so it comes second."""
     try:
         import torch
         torch.set_num_threads(threads)
     except ImportError:
         pass
     out = {"threads": threads, "rows": {}}
+    with blocks.threads_set(threads):                # our example blocks on `threads` threads
+        plain = {dtype: time_ours(p, frac, width, dtype, repeats)["step"] for dtype in ("float32", "float64")}
+        backend.keep_freed_memory()
+        allocated = {dtype: step_allocation_bytes(p, frac, width, dtype) for dtype in ("float32", "float64")}
     for dtype in ("float32", "float64"):
-        with blocks.threads_set(threads):            # our example blocks on `threads` threads
+        with blocks.threads_set(threads):
             ours = time_ours(p, frac, width, dtype, repeats)
+        ours["plain_step"], ours["allocated_bytes"] = plain[dtype], allocated[dtype]
         peer = time_torch(p, frac, width, dtype, repeats)
+        compiled = time_torch_compiled(p, frac, width, dtype, repeats)
+        jitted = time_jax(p, frac, width, dtype, repeats)
         rate = matmul_gflops(dtype)
         flops = step_flops(p, width, width, ours["batch"])
-        out["rows"][dtype] = {"ours": ours, "torch": peer, "matmul_gflops": rate,
+        out["rows"][dtype] = {"ours": ours, "torch": peer, "torch_compile": compiled, "jax_jit": jitted,
+                              "matmul_gflops": rate,
                               "step_gflop": flops / 1e9,
                               "fraction_of_limit": flops / (ours["step"] / 1e3) / (rate * 1e9),
                               "profile": profile(dtype, repeats, p, frac, width)}
@@ -141,7 +261,9 @@ def worker(threads, repeats, p=113, frac=0.3, width=128):
 
 def run_worker(threads, repeats):
     env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads),
-           "MKL_NUM_THREADS": str(threads)}
+           "MKL_NUM_THREADS": str(threads),
+           "XLA_FLAGS": f"--xla_cpu_multi_thread_eigen={'false' if threads == 1 else 'true'} "
+                        f"intra_op_parallelism_threads={threads}"}
     code = f"import json; from tinymod import bench; print(json.dumps(bench.worker({threads}, {repeats})))"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -189,26 +311,48 @@ def profile(dtype, repeats, p=113, frac=0.3, width=128):
     return {"step": step, "parts": parts}
 
 
+PEERS = {"torch": "PyTorch eager", "torch_compile": "torch.compile", "jax_jit": "JAX jit"}
+
+
+def _peer_step(row, key):
+    entry = row.get(key)
+    return entry["step"] if entry and "step" in entry else None
+
+
 def render(results, start):
     """The benchmark as one markdown table plus the notes that go with it."""
     best = min(results, key=lambda r: r["rows"]["float32"]["ours"]["step"])
-    lines = ["| threads | dtype | ours: forward / backward / AdamW / step (ms) | PyTorch: forward / "
-             "backward / AdamW / step (ms) | ours vs PyTorch | matmul GFLOP/s | step GFLOP | "
-             "fraction of the matmul limit |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| threads | dtype | ours, plain call: step (ms) | ours, training loop: forward / backward / "
+             "AdamW / step (ms) | PyTorch eager | torch.compile | JAX jit | ours (plain call) vs the "
+             "fastest peer | fraction of the matmul limit | bytes allocated per step |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         for dtype, row in r["rows"].items():
-            o, t = row["ours"], row["torch"]
+            o = row["ours"]
             ours = f"{o['forward']:.2f} / {o['backward']:.2f} / {o['optimizer']:.2f} / **{o['step']:.2f}**"
-            peer = (f"{t['forward']:.2f} / {t['backward']:.2f} / {t['optimizer']:.2f} / **{t['step']:.2f}**"
-                    if t else "not installed")
-            ratio = f"{t['step'] / o['step']:.1f}x faster" if t else "-"
-            lines.append(f"| {r['threads']} | {dtype} | {ours} | {peer} | {ratio} | "
-                         f"{row['matmul_gflops']:.0f} | {row['step_gflop']:.3f} | "
-                         f"{100 * row['fraction_of_limit']:.0f}% |")
+            peers = {key: _peer_step(row, key) for key in PEERS}
+            cells = [f"{v:.2f}" if v else "not installed" for v in peers.values()]
+            measured = {PEERS[k]: v for k, v in peers.items() if v}
+            if measured:
+                name, fastest = min(measured.items(), key=lambda kv: kv[1])
+                ratio = f"{fastest / o['plain_step']:.1f}x ({name})"
+            else:
+                ratio = "-"
+            lines.append(f"| {r['threads']} | {dtype} | **{o['plain_step']:.2f}** | {ours} | {' | '.join(cells)} | "
+                         f"{ratio} | {100 * row['fraction_of_limit']:.0f}% | {o['allocated_bytes'] / 2**20:.1f} MiB |")
     torch_version = next((row["torch"]["version"] for r in results for row in r["rows"].values()
                           if row["torch"]), None)
-    lines += ["", f"Fastest for ours: {best['threads']} thread(s). PyTorch: "
-                  f"{torch_version or 'not installed (pip install torch)'}. Batch: "
+    jax_version = next((row["jax_jit"]["version"] for r in results for row in r["rows"].values()
+                        if row.get("jax_jit")), None)
+    errors = sorted({row["torch_compile"]["error"] for r in results for row in r["rows"].values()
+                     if row.get("torch_compile") and "error" in row["torch_compile"]})
+    lines += ["", f"PyTorch {torch_version or 'not installed'}, JAX {jax_version or 'not installed'} "
+                  f"(both optional: pip install '.[bench]'). Compile times are excluded."
+                  + (f" torch.compile failed: {'; '.join(errors)}" if errors else ""),
+              f"Matmul rate: {best['rows']['float32']['matmul_gflops']:.0f} GFLOP/s float32, "
+              f"{best['rows']['float64']['matmul_gflops']:.0f} float64 ({best['threads']} thread(s)); "
+              f"step: {best['rows']['float32']['step_gflop']:.3f} GFLOP of matmuls."]
+    lines += ["", f"Fastest for ours: {best['threads']} thread(s). Batch: "
                   f"{best['rows']['float32']['ours']['batch']} pairs (full batch).",
               "", f"Where our step's time goes ({best['threads']} thread(s), median ms):", "",
               "| part | float32 | float64 |", "|---|---|---|"]
