@@ -66,7 +66,6 @@ def step_time(xp, p, frac, width, dtype, repeats, sync):
 
 
 def main():
-    backend.keep_freed_memory()
     cp = backend.get("cupy")
     name = cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
     print(f"GPU: {name}; CuPy {cp.__version__}; NumPy {np.__version__}; CPU threads {os.cpu_count()}; "

@@ -89,26 +89,3 @@ def to_numpy(a):
     if hasattr(a, "to_device") and hasattr(xp, "__array_namespace_info__"):
         a = a.to_device(xp.__array_namespace_info__().default_device())
     return numpy.asarray(a)
-
-
-def keep_freed_memory():
-    """Ask glibc's malloc to keep freed memory instead of returning it to the OS.
-
-    A training step allocates and frees the same few megabyte-sized temporaries
-    every step; by default glibc hands each back to the OS and the next step pays a
-    page fault per 4 KiB touching it again (about half of a full-batch step on the
-    paper's setting, measured). Called by the training and benchmark entry points,
-    never on import; a no-op where glibc is not the C library.
-    """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError, TypeError):
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-    limit = 32 << 20                      # glibc's largest allowed mmap threshold
-    return bool(mallopt(M_MMAP_THRESHOLD, limit)) and bool(mallopt(M_TRIM_THRESHOLD, limit))

@@ -125,17 +125,17 @@ scatter_add_rows = register(scatter_add_rows_portable, _scatter_add_rows)
 
 # --- forward step: h = act(first[i1] + second[i2] + bias) -----------------------------
 
-def gather_add_act_portable(first, i1, second, i2, bias, relu):
+def gather_add_act_portable(first, i1, second, i2, bias, relu, out=None):
     """act(first[i1] + second[i2] + bias), (B, H): two row lookups, a bias, relu or tanh.
     At t = 2 both are per-residue tables; later, `first` is the dense h @ W_hh.T with
-    i1 = 0..B-1."""
+    i1 = 0..B-1. (`out`, a buffer the numba kernel writes into, is ignored here: the
+    array API has no out= arguments.)"""
     xp = namespace(first, second)
     pre = xp.take(first, i1, axis=0) + xp.take(second, i2, axis=0) + bias   # (B, H)
     return xp.maximum(pre, 0) if relu else xp.tanh(pre)
 
 
-def _gather_add_act(first, i1, second, i2, bias, relu):
-    out = np.empty((i1.shape[0], first.shape[1]), first.dtype)
+def _gather_add_act(first, i1, second, i2, bias, relu, out):
     for i in range(out.shape[0]):
         r1, r2 = i1[i], i2[i]
         for j in range(out.shape[1]):
@@ -147,7 +147,14 @@ def _gather_add_act(first, i1, second, i2, bias, relu):
     return out
 
 
-gather_add_act = register(gather_add_act_portable, _gather_add_act)
+def _gather_add_act_fast(first, i1, second, i2, bias, relu, out=None):
+    if out is None:
+        out = np.empty((i1.shape[0], first.shape[1]), first.dtype)   # (B, H)
+    compiled(_gather_add_act)(first, i1, second, i2, bias, relu, out)
+    return out
+
+
+gather_add_act = register(gather_add_act_portable, fast=_gather_add_act_fast)
 
 
 # --- activation backward: dpre = dh * act'(pre), from h = act(pre) -------------------
@@ -207,12 +214,14 @@ act_backward_scatter = register(act_backward_scatter_portable, _act_backward_sca
 
 # --- softmax cross-entropy and its gradient -----------------------------------------
 
-def softmax_xent_rows_portable(logits, y, scale):
+def softmax_xent_rows_portable(logits, y, scale, work=None):
     """Cross-entropy of softmax(logits) (n, p) against y (n,), summed over the rows, and
     its gradient times `scale`: (softmax - onehot(y)) * scale. With scale = 1/B for the
     B examples of a step, the rows of a block give exactly their share of the step.
 
-    Stable for any finite logits: each row is shifted by its maximum before exp.
+    Stable for any finite logits: each row is shifted by its maximum before exp. `work`,
+    buffers (z (n, p), zy (n,)) the numba path writes into and returns the gradient in,
+    is ignored here.
     """
     xp = namespace(logits)
     p = logits.shape[1]
@@ -224,9 +233,8 @@ def softmax_xent_rows_portable(logits, y, scale):
     return float(total), dlogits
 
 
-def _shift_rows(logits, y):
-    z = np.empty_like(logits)                     # (n, p) logits minus their row max
-    zy = np.empty(logits.shape[0], np.float64)    # (n,)   z at the target
+def _shift_rows(logits, y, z, zy):
+    # z (n, p): logits minus their row max; zy (n,): z at the target
     for i in range(logits.shape[0]):
         m = logits[i, 0]
         for j in range(1, logits.shape[1]):
@@ -235,7 +243,6 @@ def _shift_rows(logits, y):
         for j in range(logits.shape[1]):
             z[i, j] = logits[i, j] - m
         zy[i] = z[i, y[i]]
-    return z, zy
 
 
 def _normalise_rows(e, zy, y, scale):
@@ -253,9 +260,10 @@ def _normalise_rows(e, zy, y, scale):
     return total
 
 
-def _softmax_xent_rows_fast(logits, y, scale):
+def _softmax_xent_rows_fast(logits, y, scale, work=None):
     # exp is left to NumPy, whose exp is vectorised; numba's calls libm per element
-    z, zy = compiled(_shift_rows)(logits, y)
+    z, zy = work or (np.empty_like(logits), np.empty(logits.shape[0], np.float64))
+    compiled(_shift_rows)(logits, y, z, zy)
     e = np.exp(z, out=z)                          # (n, p) in place
     total = compiled(_normalise_rows)(e, zy, y, scale)   # e becomes the scaled gradient
     return float(total), e

@@ -14,6 +14,7 @@ token. The backward pass mirrors this: gradients that reach a table row are summ
 residue (a scatter-add) before the small (p, H) matmuls. It is the same maths as the
 plain loop in `tinymod.reference`, which tests compare it against.
 """
+import threading
 from contextlib import nullcontext
 from typing import NamedTuple
 
@@ -116,8 +117,29 @@ def _forward(params, x, activation, xp):
     return logits, cache
 
 
-def _hidden(params, x, activation, xp):
-    """h_T (B, H) and the cache: the recurrence, without the readout."""
+class _Workspace(threading.local):
+    """Per-thread buffers that `loss_and_grads` reuses from call to call (NumPy only), so a
+    warm step allocates nothing B-sized: no page faults from fresh arrays, from any plain
+    call. Nothing in them escapes a call; `forward` never uses them."""
+
+    def __init__(self):
+        self.buffers = {}
+
+    def get(self, name, shape, dtype):
+        key = (name, shape, str(dtype))
+        if key not in self.buffers:
+            if len(self.buffers) > 32:                # a new problem size: start afresh
+                self.buffers.clear()
+            self.buffers[key] = np.empty(shape, dtype)
+        return self.buffers[key]
+
+
+_workspace = _Workspace()
+
+
+def _hidden(params, x, activation, xp, work=None):
+    """h_T (B, H) and the cache: the recurrence, without the readout. With `work`, the
+    per-example states are written into its buffers."""
     relu = _check_activation(activation)
     E, W_ih, W_hh, b_h = params["E"], params["W_ih"], params["W_hh"], params["b_h"]
     T = x.shape[1]
@@ -133,7 +155,8 @@ def _hidden(params, x, activation, xp):
         h = xp.take(H1, x[:, 0], axis=0)            # (B, H)
     else:
         A = H1 @ W_hh.T                              # (p, H) h_1 @ W_hh.T per first token
-        h = gather_add_act(A, x[:, 0], U, x[:, 1], b_h, relu)          # h_2 (B, H)
+        out = work.get("h", (x.shape[0], W_hh.shape[0]), A.dtype) if work else None
+        h = gather_add_act(A, x[:, 0], U, x[:, 1], b_h, relu, out)     # h_2 (B, H)
         hs.append(h)
         rows = arange(xp, x.shape[0], x)                                # 0..B-1
         for t in range(2, T):
@@ -231,16 +254,21 @@ def loss_and_grads(params, x, y, activation="relu"):
         loss, dlogits = softmax_xent(logits, y)
         return loss, backward(params, cache, dlogits)
     with _fixed_arithmetic(xp):
-        h, cache = _hidden(params, x, activation, xp)
+        work = _workspace
+        h, cache = _hidden(params, x, activation, xp, work)
         W_out, b_out = params["W_out"], params["b_out"]
-        inv = 1.0 / h.shape[0]
-        dh = np.empty_like(h)                         # (B, H)
+        B, p = h.shape[0], W_out.shape[0]
+        inv = 1.0 / B
+        dh = work.get("dh", h.shape, h.dtype)                     # (B, H)
+        logits_all = work.get("logits", (B, p), h.dtype)          # (B, p), by blocks
+        zy_all = work.get("zy", (B,), np.float64)
 
         def block(lo, hi):
-            logits = np.empty((hi - lo, W_out.shape[0]), h.dtype)
+            logits = logits_all[lo:hi]
             np.matmul(h[lo:hi], W_out.T, out=logits)  # (n, p) as blocks.matmul_rows does
             logits += b_out
-            total, dlogits = softmax_xent_rows(logits, y[lo:hi], inv)
+            # shifted in place, exp'd in place, then turned into the gradient in place
+            total, dlogits = softmax_xent_rows(logits, y[lo:hi], inv, (logits, zy_all[lo:hi]))
             return (total, *_readout_back(dlogits, h[lo:hi], W_out, dh[lo:hi]))
 
         total, dW_out, db_out = _add_in_order(blocks.run(block, h.shape[0]))

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tinymod import __version__, backend, blocks, checkpoint, data, optim, plots, rnn, runs
-from tinymod.backend import keep_freed_memory, namespace, to_numpy
+from tinymod.backend import namespace, to_numpy
 from tinymod.config import EVAL_BATCH, FIELDS, TrainConfig, coerce
 from tinymod.errors import TinymodError
 
@@ -296,7 +296,6 @@ def run(config, out, resume=False, overwrite=False, overrides=(), progress=None)
     config, out = prepare_run(config, out, resume, overwrite, overrides)
     lock = _open_folder(out)
     try:
-        keep_freed_memory()
         ds, host, state = _set_up(config, out, resume, overwrite)
         state, stopped = _loop(config, out, ds, host, state, progress)
         return _finish(config, out, state, stopped)
