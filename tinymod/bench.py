@@ -246,16 +246,19 @@ def worker(threads, repeats, p=113, frac=0.3, width=128):
             ours = time_ours(p, frac, width, dtype, repeats)    # again, after the peers' imports
         ours["plain_step"], ours["allocated_bytes"] = plain[dtype]["step"], allocated[dtype]
         ours["first_call_s"] = plain[dtype]["first_call_s"]
+        with blocks.threads_set(threads):
+            parts = profile(dtype, repeats, p, frac, width)
+        rate = matmul_gflops(dtype)
+        # the peers last: XLA's threads keep spinning for a while after a JAX call
         peer = time_torch(p, frac, width, dtype, repeats)
         compiled = time_torch_compiled(p, frac, width, dtype, repeats)
         jitted = time_jax(p, frac, width, dtype, repeats)
-        rate = matmul_gflops(dtype)
         flops = step_flops(p, width, width, ours["batch"])
         out["rows"][dtype] = {"ours": ours, "torch": peer, "torch_compile": compiled, "jax_jit": jitted,
                               "matmul_gflops": rate,
                               "step_gflop": flops / 1e9,
                               "fraction_of_limit": flops / (ours["step"] / 1e3) / (rate * 1e9),
-                              "profile": profile(dtype, repeats, p, frac, width)}
+                              "profile": parts}
     return out
 
 
@@ -291,8 +294,10 @@ def startup():
 
 
 def profile(dtype, repeats, p=113, frac=0.3, width=128):
-    """Where our step's time goes: its big matmuls and the softmax cross-entropy, timed
-    alone; the rest (gathers, scatter-adds, activations, AdamW) is the remainder."""
+    """Where our step's time goes: its three (B, p, H) matmuls as the step runs them (fixed
+    blocks, single-threaded BLAS, tinymod.blocks) and the softmax cross-entropy, timed
+    alone; the rest (gathers, scatter-adds, activations, small matmuls, AdamW) is the
+    remainder."""
     ds = data.make_dataset(p, 2, frac, 0)
     x, y = ds.x_train, ds.y_train
     params = rnn.init_params(p, width, width, seed=0, dtype=dtype)
@@ -300,12 +305,13 @@ def profile(dtype, repeats, p=113, frac=0.3, width=128):
     logits, cache = rnn.forward(params, x)
     _, dlogits = kernels.softmax_xent(logits, y)
     h, W_out = cache.hs[-1], params["W_out"]
-    parts = {
-        "readout h @ W_out.T": _median_ms(lambda: h @ W_out.T, repeats),
-        "dW_out = dlogits.T @ h": _median_ms(lambda: dlogits.T @ h, repeats),
-        "dh = dlogits @ W_out": _median_ms(lambda: dlogits @ W_out, repeats),
-        "softmax cross-entropy": _median_ms(lambda: kernels.softmax_xent(logits, y), repeats),
-    }
+    with blocks.single_threaded_blas():
+        parts = {
+            "readout h @ W_out.T": _median_ms(lambda: blocks.matmul_rows(h, W_out.T), repeats),
+            "dW_out = dlogits.T @ h": _median_ms(lambda: blocks.matmul_sum(dlogits, h), repeats),
+            "dh = dlogits @ W_out": _median_ms(lambda: blocks.matmul_rows(dlogits, W_out), repeats),
+            "softmax cross-entropy": _median_ms(lambda: kernels.softmax_xent(logits, y), repeats),
+        }
     step = _median_ms(lambda: opt.step(params, rnn.loss_and_grads(params, x, y)[1]), repeats)
     parts["everything else"] = step - sum(parts.values())
     return {"step": step, "parts": parts}
