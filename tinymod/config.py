@@ -153,13 +153,13 @@ def preset(name):
     return PRESETS[name]
 
 
-def read_config_file(path):
-    """Settings from a JSON or TOML file (by suffix), keys as option names (- or _)."""
+def read_table(path, what="config file"):
+    """The top-level table of a JSON or TOML file (by suffix), keys as option names (- or _)."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as e:
-        raise TinymodError(f"cannot read config file {path}: {e.strerror or e}") from None
+        raise TinymodError(f"cannot read {what} {path}: {e.strerror or e}") from None
     try:
         if path.suffix.lower() == ".toml":
             try:
@@ -170,11 +170,16 @@ def read_config_file(path):
         else:
             raw = json.loads(text)
     except ValueError as e:   # json.JSONDecodeError and tomllib.TOMLDecodeError
-        raise TinymodError(f"config file {path} is not valid "
+        raise TinymodError(f"{what} {path} is not valid "
                            f"{'TOML' if path.suffix.lower() == '.toml' else 'JSON'}: {e}") from None
     if not isinstance(raw, dict):
-        raise TinymodError(f"config file {path} must hold a table of settings")
-    settings = {key.replace("-", "_"): value for key, value in raw.items()}
+        raise TinymodError(f"{what} {path} must hold a table of settings")
+    return {key.replace("-", "_"): value for key, value in raw.items()}
+
+
+def read_config_file(path):
+    """Settings from a JSON or TOML file (by suffix), keys as option names (- or _)."""
+    settings = read_table(path)
     unknown = sorted(set(settings) - set(FIELDS))
     if unknown:
         raise TinymodError(f"config file {path} has unknown keys: {', '.join(unknown)}")

@@ -234,3 +234,44 @@ def progress(report, path, title=""):
             ax.legend(fontsize=7)
     fig.suptitle(title or f"through training: key frequencies {' '.join(map(str, report['key_frequencies']))}")
     return _save(fig, path)
+
+
+def grok_steps(groups, path):
+    """The grok step of every run, one column of points per group of seeds; runs that never
+    grokked drawn as x at the top."""
+    fig, ax = _figure(figsize=(max(5, 2 + 1.6 * len(groups)), 4))
+    top = max([s for steps in groups.values() for s in steps if s is not None] or [1])
+    for i, (name, steps) in enumerate(groups.items()):
+        done = [s for s in steps if s is not None]
+        ax.scatter([i] * len(done), done, color="C0")
+        missing = len(steps) - len(done)
+        if missing:
+            ax.scatter([i] * missing, [1.1 * top] * missing, marker="x", color="C3",
+                       label="never grokked" if i == 0 else None)
+    ax.set_xticks(range(len(groups)), [n.replace(", ", "\n") for n in groups], fontsize=7)
+    ax.set(ylabel="grok step (test accuracy ≥ 99%)", title="grok step over seeds")
+    ax.grid(True, alpha=0.3)
+    return _save(fig, path)
+
+
+def phase_diagram(cells, axes, path):
+    """The median grok step over two grid axes; cells where no run grokked marked x."""
+    import numpy as np
+    xs = sorted({k[0] for k in cells}, key=str)
+    ys = sorted({k[1] for k in cells}, key=str)
+    grid = np.full((len(ys), len(xs)), np.nan)
+    fig, ax = _figure(figsize=(1.5 + 1.2 * len(xs), 1.5 + 0.9 * len(ys)))
+    for (x, y), steps in cells.items():
+        done = [s for s in steps if s is not None]
+        i, j = ys.index(y), xs.index(x)
+        if done:
+            grid[i, j] = float(np.median(done))
+            ax.text(j, i, f"{grid[i, j]:.0f}\n{len(done)}/{len(steps)}", ha="center", va="center", fontsize=7)
+        else:
+            ax.text(j, i, "x", ha="center", va="center", color="C3", fontsize=14)
+    image = ax.imshow(grid, origin="lower", cmap="viridis", aspect="auto")
+    fig.colorbar(image, ax=ax, label="median grok step")
+    ax.set_xticks(range(len(xs)), [str(x) for x in xs])
+    ax.set_yticks(range(len(ys)), [str(y) for y in ys])
+    ax.set(xlabel=axes[0], ylabel=axes[1], title="grok step (x: no run grokked; n grokked / runs)")
+    return _save(fig, path)
