@@ -231,6 +231,8 @@ def _stats(values):
     if not values:
         return "—"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    if all(isinstance(v, int) for v in values) and max(values) >= 100:      # steps
+        return f"{statistics.mean(values):,.0f} ± {sd:,.0f} ({min(values):,}–{max(values):,})"
     return f"{statistics.mean(values):.3g} ± {sd:.2g} ({min(values):.3g}–{max(values):.3g})"
 
 
