@@ -90,9 +90,14 @@ def plan(path):
 def task(name, settings, folder, report=True):
     """Run one combination in `folder` on a worker; a dict for sweep.json, never raising
     for a run's own failure (divergence, bad settings): those are recorded."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1):            # one BLAS thread per task: a worker per core
+        return _task(name, settings, Path(folder), report)
+
+
+def _task(name, settings, folder, report):
     from tinymod import checkpoint, train
     from tinymod.report import run_report
-    folder = Path(folder)
     entry = {"name": name, "folder": folder.name, "settings": settings}
     try:
         config = config_for(settings)
