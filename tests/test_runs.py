@@ -219,6 +219,9 @@ def test_analyses_of_a_checkpoint_go_into_a_folder_named_for_it(tmp_path):
         saved = json.loads((run / "checkpoints" / f"step_{step}" / "svd.json").read_text())
         assert saved["model_step"] == int(step)
     assert not (run / "checkpoints" / "svd.json").exists()
+    result = CliRunner().invoke(main, ["report", str(run / "checkpoints" / "step_0000010.npz")])
+    assert result.exit_code == 0, result.output
+    assert "The model at step 10." in (run / "checkpoints" / "step_0000010" / "report.md").read_text()
 
 
 def test_the_lock_file_does_not_make_a_folder_foreign(tmp_path):

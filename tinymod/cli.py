@@ -278,13 +278,13 @@ def report(source, threshold, backend_name):
     import json
     from tinymod import runs
     from tinymod import train as training
-    from tinymod.report import run_report
+    from tinymod.report import NO_KEY, run_report
 
     params, config, folder = _load_model(source, backend_name)
+    folder = _output_folder(None, folder)
     rows = runs.read_metrics(folder / runs.METRICS)
     summary = training.summarize(rows, folder) if rows else None
     path, claims = run_report(params, config, folder, summary, threshold)
-    from tinymod.report import NO_KEY
     if not json.loads((folder / "fourier.json").read_text())["key_frequencies"]:
         click.echo(NO_KEY.replace("**", ""))
     for c in claims:
