@@ -105,6 +105,7 @@ def _replace_newest(run, other_run):
     (["--seed", "3"], "made with seed = 3"),
     (["--frac", "0.5"], "made with frac = 0.5"),
     (["--activation", "tanh"], "made with activation = 'tanh'"),
+    (["--seq-len", "3"], "made with seq_len = 3"),
 ])
 def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, other, message):
     run, stranger = tmp_path / "run", tmp_path / "stranger"

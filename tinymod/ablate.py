@@ -13,6 +13,7 @@ import numpy as np
 
 from tinymod import fourier, rnn
 from tinymod.backend import asarray, namespace
+from tinymod.config import EVAL_BATCH
 from tinymod.data import all_tuples, make_dataset, targets
 
 SITES = ("embedding", "readout", "both")
@@ -45,18 +46,19 @@ def remove(params, freqs, site="both"):
 class Evaluator:
     """Accuracy and loss on all pairs and on the run's test split."""
 
-    def __init__(self, p, activation="relu", frac=0.3, seed=0):
+    def __init__(self, p, activation="relu", frac=0.3, seed=0, seq_len=2):
         self.activation = activation
-        self.x_all = all_tuples(p, 2)
+        self.x_all = all_tuples(p, seq_len)
         self.y_all = targets(self.x_all, p)
-        ds = make_dataset(p, 2, frac, seed)
+        ds = make_dataset(p, seq_len, frac, seed)
         self.x_test, self.y_test = ds.x_test, ds.y_test
 
     def __call__(self, params):
         xp, like = namespace(params["E"]), params["E"]
         on = lambda a: asarray(xp, a, like=like)          # tokens to the params' device
-        loss, acc = rnn.evaluate(params, on(self.x_all), on(self.y_all), self.activation)
-        test_loss, test_acc = rnn.evaluate(params, on(self.x_test), on(self.y_test), self.activation)
+        # in batches: the memory of an evaluation does not grow with p**seq_len
+        loss, acc = rnn.evaluate(params, on(self.x_all), on(self.y_all), self.activation, EVAL_BATCH)
+        test_loss, test_acc = rnn.evaluate(params, on(self.x_test), on(self.y_test), self.activation, EVAL_BATCH)
         return {"accuracy": acc, "loss": loss, "test_accuracy": test_acc, "test_loss": test_loss}
 
 
@@ -67,7 +69,7 @@ FUNCTIONAL_RULE = (
     "max(full loss * (1 + 1e-6), ln(1/{level}))")
 
 
-def functional_key_frequencies(params, activation, order, level=0.99):
+def functional_key_frequencies(params, activation, order, level=0.99, seq_len=2):
     """The functional key frequencies (FUNCTIONAL_RULE): the fewest, strongest first, that
     are enough on their own. `order` lists every frequency k >= 1, strongest first.
 
@@ -78,11 +80,11 @@ def functional_key_frequencies(params, activation, order, level=0.99):
     from the full model costs."""
     xp, like = namespace(params["E"]), params["E"]
     p = params["E"].shape[0]
-    x = asarray(xp, all_tuples(p, 2), like=like)
-    y = asarray(xp, targets(all_tuples(p, 2), p), like=like)
+    x = asarray(xp, all_tuples(p, seq_len), like=like)
+    y = asarray(xp, targets(all_tuples(p, seq_len), p), like=like)
 
     def score(removed):
-        loss, acc = rnn.evaluate(remove(params, removed, "both"), x, y, activation)
+        loss, acc = rnn.evaluate(remove(params, removed, "both"), x, y, activation, EVAL_BATCH)
         return {"accuracy": acc, "loss": loss}
 
     full = score([])                                   # the float64 model, nothing removed
@@ -111,7 +113,7 @@ def analyze(params, config, key, strength, site="both", seeds=5):
     the key frequencies over `seeds` seeds."""
     p = params["E"].shape[0]
     evaluate = Evaluator(p, config.get("activation", "relu"), config.get("frac", 0.3),
-                         config.get("seed", 0))
+                         config.get("seed", 0), config.get("seq_len", 2))
     freqs = list(range(1, p // 2 + 1))
     key_order = sorted(key, key=lambda k: -strength[k])
     others = [k for k in freqs if k not in key]

@@ -72,9 +72,10 @@ def _train_options(fn):
 
 @main.command()
 @click.option("--preset", "preset_name", default="default", show_default=True,
-              type=click.Choice(["default", "paper", "quick"]),
+              type=click.Choice(["default", "paper", "quick", "sum3"]),
               help="default: the paper's model, tuned to grok in minutes; paper: the "
-                   "standard recipe (slow); quick: a small p for tests and lectures")
+                   "standard recipe (slow); quick: a small p for tests and lectures; sum3: "
+                   "three tokens, (a + b + c) mod 31")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="JSON or TOML file of settings (keys as option names); flags override it")
 @click.option("--out", type=click.Path(file_okay=True), default=None,
@@ -127,13 +128,17 @@ def _print_summary(s):
 
 def _load_model(source, backend_name="numpy"):
     """(params on the backend, config, folder) from a run folder or a checkpoint file."""
+    import math
     from tinymod import backend, checkpoint
     from tinymod.errors import TinymodError
     xp = backend.get(backend_name)
     path = checkpoint.resolve_model_path(source)
     params, config, _ = checkpoint.load(path)
-    if config["seq_len"] != 2:
-        raise TinymodError(f"the analysis reads (a + b) models; {path} has seq_len {config['seq_len']}")
+    from tinymod.config import MAX_EXAMPLES, check_memory
+    p, T, H = config["p"], config["seq_len"], config["d_hidden"]
+    if T * math.log(max(p, 2)) > math.log(MAX_EXAMPLES) + 1e-9:
+        raise TinymodError(f"the analysis evaluates all {p}**{T} tuples, more than {MAX_EXAMPLES:,}")
+    check_memory(8 * p ** T * (2 * p + (T + 2) * H), f"analysing all {p}**{T} tuples")
     # a run's model is analysed beside it; any other checkpoint into a folder named for it
     # (checkpoints/step_0001000/), so the analyses of two checkpoints never overwrite each other
     folder = path.parent if path.name == "model.npz" else path.parent / path.stem
@@ -180,9 +185,6 @@ def fourier(source, out, threshold, backend_name):
 
 def _print_fourier(r, folder):
     key, functional = r["key_frequencies"], r["functional_key_frequencies"]
-    counts = r["neurons"]["count_per_frequency"]
-    alive = sum(counts[1:])
-    on_key = sum(counts[k] for k in key)
     lines = [f"p = {r['p']}: {len(functional)} functional key frequencies: {' '.join(map(str, functional)) or 'none'}"
              f" (enough on their own: {r['functional']['level']:.0%} rule)",
              f"        {len(key)} spectral key frequencies: {' '.join(map(str, key)) or 'none'}"
@@ -210,8 +212,14 @@ def _print_fourier(r, folder):
     lines += ["removing one functional key frequency alone: " +
               ", ".join(f"k = {s['frequency']}: {100 * s['accuracy']:.1f}%, loss {s['loss']:.3g}"
                         for s in r["functional"]["single_removal"]),
-              f"hidden units whose dominant frequency is a spectral key frequency: {on_key} of {alive} alive",
-              f"wrote {folder / 'fourier.json'} and 4 figures"]
+              "running sum s_t: h_t explained by cos/sin(w_k s_t) / by the tokens' terms: " +
+              ", ".join(f"t = {s['t']}: {100 * (s['fraction_explained'] or 0):.1f}% / "
+                        f"{100 * (s['fraction_explained_by_tokens'] or 0):.1f}%" for s in r["partial_sums"]["steps"])]
+    if r["neurons"]:
+        counts = r["neurons"]["count_per_frequency"]
+        lines.append(f"hidden units whose dominant frequency is a spectral key frequency: "
+                     f"{sum(counts[k] for k in key)} of {sum(counts[1:])} alive")
+    lines.append(f"wrote {folder / 'fourier.json'} and its figures")
     click.echo("\n".join(lines))
 
 

@@ -110,20 +110,30 @@ def shares(spec):
 
 # --- the model, over every input ---------------------------------------------------------
 
-def model_tables(params, activation="relu"):
-    """Everything residue-indexed in a seq_len-2 model, as float64 NumPy arrays:
-    E (p, D), U = E @ W_ih.T (p, H), W_out (p, H), hidden h_2 over all (a, b) (p, p, H)
-    and logits over all (a, b, c) (p, p, p). The forward pass over all p^2 pairs runs on
-    the params' own backend; the tables come back to NumPy here, at the edge."""
+def model_tables(params, activation="relu", seq_len=2):
+    """Everything residue-indexed in a model, as float64 NumPy arrays: E (p, D),
+    U = E @ W_ih.T (p, H), W_out (p, H), and over all p**T tuples (a grid with one axis per
+    token): the hidden state h_T (p,)*T + (H,), the logits (p,)*T + (p,) over the answer
+    c, and every h_t, t = 1..T, as (N, H) rows in `hs`. The forward pass runs on the params'
+    own backend; the tables come back to NumPy here, at the edge."""
     xp = namespace(params["E"])
     params = {k: asarray(xp, v, xp.float64, like=v) for k, v in params.items()}
     p = params["E"].shape[0]
-    x = asarray(xp, all_tuples(p, 2), like=params["E"])
+    tokens = all_tuples(p, seq_len)                                # (N, T)
+    x = asarray(xp, tokens, like=params["E"])
     logits, cache = rnn.forward(params, x, activation)
     host = {k: to_numpy(v) for k, v in params.items()}
+    H1 = to_numpy(cache.H1)
+    hs = [H1[tokens[:, 0]]] + [to_numpy(cache.hs[t]) for t in range(2, seq_len + 1)]   # h_1 .. h_T
+    grid = (p,) * seq_len
     return {"E": host["E"], "U": host["E"] @ host["W_ih"].T, "W_out": host["W_out"],
-            "hidden": to_numpy(cache.hs[-1]).reshape(p, p, -1),
-            "logits": to_numpy(logits).reshape(p, p, p)}
+            "hidden": hs[-1].reshape(grid + (-1,)), "logits": to_numpy(logits).reshape(grid + (p,)),
+            "hs": hs, "tokens": tokens, "W_hh": host["W_hh"]}
+
+
+def grid_sums(T, p):
+    """(x_1 + ... + x_T) mod p for every tuple of the grid, flattened in C order (N,)."""
+    return all_tuples(p, T).sum(axis=1) % p
 
 
 KEY_RULE = ("k >= 1 is a key frequency when its share of the non-constant energy, averaged "
@@ -170,52 +180,57 @@ def relative_error(y, fit):
 
 
 def fit_logits(logits, key):
-    """Fit logits (p, p, p) over (a, b, c) by a function of c alone plus
-    sum_k alpha_k cos(w_k (a+b-c)) + beta_k sin(w_k (a+b-c)) over the key frequencies.
+    """Fit logits over (x_1, ..., x_T, c), a grid (p,)*T + (p,), by a function of c alone plus
+    sum_k alpha_k cos(w_k (s - c)) + beta_k sin(w_k (s - c)) over the key frequencies, with
+    s = x_1 + ... + x_T (for T = 2: a + b - c).
 
-    Softmax ignores a constant per (a, b), so each (a, b) row is centred first. The
+    Softmax ignores a constant per tuple, so each tuple's row is centred first. The
     features are orthogonal over the full grid, so the least-squares fit is a sum of
     projections. Returns (relative error ||L - fit|| / ||L||, accuracy of the fit, fit).
     The centred L has mean zero, so its FVU is that error squared.
     """
-    p = logits.shape[0]
-    a, b, c = np.ix_(np.arange(p), np.arange(p), np.arange(p))
-    L = logits - logits.mean(axis=2, keepdims=True)
-    fit = np.broadcast_to(L.mean(axis=(0, 1)), L.shape).copy()     # the c-only part
-    s = (a + b - c) % p                                            # (p, p, p)
-    G = np.bincount(s.ravel(), weights=(L - fit).ravel(), minlength=p)   # sums per a+b-c
+    p, T = logits.shape[-1], logits.ndim - 1
+    L = logits.reshape(-1, p)
+    L = L - L.mean(axis=1, keepdims=True)                          # (N, p)
+    sums = grid_sums(T, p)                                         # (N,)
+    fit = np.broadcast_to(L.mean(axis=0), L.shape).copy()          # the c-only part
+    s = (sums[:, None] - np.arange(p)[None, :]) % p                # (N, p) s - c
+    G = np.bincount(s.ravel(), weights=(L - fit).ravel(), minlength=p)   # sums per s - c
     n = np.arange(p)
     for k in key:
         w = 2 * np.pi * k / p
         for f in (np.cos, np.sin):
-            wave = f(w * n)                                        # (p,) over s
-            norm = np.dot(wave, wave) * p * p
+            wave = f(w * n)                                        # (p,) over s - c
+            norm = np.dot(wave, wave) * L.shape[0]
             if norm > 1e-9:
                 fit += (np.dot(G, wave) / norm) * wave[s]
-    accuracy = float(np.mean(np.argmax(fit, axis=2) == (a[:, :, 0] + b[:, :, 0]) % p))
-    return relative_error(L, fit), accuracy, fit
+    accuracy = float(np.mean(np.argmax(fit, axis=1) == sums))
+    return relative_error(L, fit), accuracy, fit.reshape(logits.shape)
 
 
 WELL_EXPLAINED = 0.85   # a hidden unit is well explained when R^2 >= this (Nanda et al. 2023)
 
 
 def fit_hidden(hidden, key):
-    """Least-squares fit of the hidden state (p, p, H) over (a, b) on a constant and, for
-    each key frequency, cos/sin of w_k a, w_k b, w_k (a+b) and w_k (a-b) (a relu of a sum
-    of cosines makes both the sum and the difference terms).
+    """Least-squares fit of the hidden state, a grid (p,)*T + (H,), on a constant and, for
+    each key frequency, cos/sin of w_k times each token and times their sum; for T = 2 also
+    w_k (a - b) (a relu of a sum of cosines makes both the sum and the difference terms).
 
     Returns the relative L2 error ||h - fit|| / ||h||, the FVU with each unit centred on
     its mean over (a, b), each unit's own R^2, and the share of live units (non-zero
     variance) with R^2 >= WELL_EXPLAINED."""
-    p, _, H = hidden.shape
-    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
-    columns = [np.ones(p * p)]
+    p, T, H = hidden.shape[0], hidden.ndim - 1, hidden.shape[-1]
+    tokens = all_tuples(p, T)                                      # (N, T)
+    angles = list(tokens.T) + [tokens.sum(axis=1)]                 # each token, and the sum
+    if T == 2:
+        angles.append(tokens[:, 0] - tokens[:, 1])                 # a - b
+    columns = [np.ones(len(tokens))]
     for k in key:
         w = 2 * np.pi * k / p
-        for angle in (a, b, a + b, a - b):
-            columns += [np.cos(w * angle).ravel(), np.sin(w * angle).ravel()]
-    X = np.stack(columns, axis=1)                                  # (p*p, F)
-    Y = hidden.reshape(p * p, H)
+        for angle in angles:
+            columns += [np.cos(w * angle), np.sin(w * angle)]
+    X = np.stack(columns, axis=1)                                  # (N, F)
+    Y = hidden.reshape(-1, H)
     coef, *_ = np.linalg.lstsq(X, Y, rcond=None)
     fit = X @ coef
     variance = np.sum((Y - Y.mean(axis=0)) ** 2, axis=0)           # (H,) per unit, centred
@@ -231,53 +246,54 @@ def fit_hidden(hidden, key):
 # --- logit-level progress measures (after Nanda et al. 2023) ----------------------------
 
 def sum_projection(logits, freqs):
-    """sum_{k in freqs} P_k L, where P_k projects each answer's slice L(., ., c) onto
-    span{cos(w_k (a+b)), sin(w_k (a+b))} over the (a, b) grid.
+    """sum_{k in freqs} P_k L, where P_k projects each answer's slice L(..., c) onto
+    span{cos(w_k s), sin(w_k s)}, s = x_1 + ... + x_T, over the grid of tuples (logits:
+    (p,)*T + (p,)).
 
-    Such a function depends on (a+b) mod p alone, so it is returned as Q (p, p) over
-    (s, c): sum_k P_k L (a, b, c) = Q[(a+b) mod p, c]. Projecting onto functions of a+b
-    only needs G(s, c), the sum of L over the pairs with a+b = s, and its DFT over s:
-    P_k L = (2/p^2) Re(F_k e^{i w_k s}) with F_k = sum_s G(s) e^{-i w_k s} (weight 1, not
-    2, at the Nyquist frequency), which is irfft over the kept frequencies, over p."""
-    p = logits.shape[0]
-    a = np.arange(p)
-    b = (a[:, None] - a[None, :]) % p                              # (s, a): b = s - a
-    G = logits[a[None, :], b].sum(axis=1)                          # (s, c)
+    Such a function depends on s mod p alone, so it is returned as Q (p, p) over (s, c):
+    sum_k P_k L (tuple, c) = Q[s(tuple), c]. Projecting onto functions of s only needs
+    G(s, c), the sum of L over the tuples with that s, and its DFT over s: with N = p**T
+    tuples, P_k L = (2/N) Re(F_k e^{i w_k s}), F_k = sum_s G(s) e^{-i w_k s} (weight 1, not 2,
+    at the Nyquist frequency), which is irfft over the kept frequencies, over N / p."""
+    p, T = logits.shape[-1], logits.ndim - 1
+    L = logits.reshape(-1, p)                                      # (N, p)
+    sums = grid_sums(T, p)
+    G = np.zeros((p, p))                                           # (s, c)
+    np.add.at(G, sums, L)
     F = np.fft.rfft(G, axis=0)                                     # (K+1, c)
     mask = np.zeros(F.shape[0])
     mask[[k for k in freqs if 1 <= k <= p // 2]] = 1.0
-    return np.fft.irfft(F * mask[:, None], n=p, axis=0) / p        # (s, c)
+    return np.fft.irfft(F * mask[:, None], n=p, axis=0) / (L.shape[0] / p)   # (s, c)
 
 
 def restricted_and_excluded(logits, freqs):
-    """(restricted, excluded) logits (p, p, p): mean over (a, b) of each answer's slice plus
-    sum_{k in freqs} P_k L, and L minus that sum (see `sum_projection`)."""
-    p = logits.shape[0]
-    s = np.add.outer(np.arange(p), np.arange(p)) % p               # (a, b)
-    key_part = sum_projection(logits, freqs)[s]                    # (p, p, p)
-    restricted = logits.mean(axis=(0, 1)) + key_part
+    """(restricted, excluded) logits, shaped like `logits`: each answer's mean over the
+    tuples plus sum_{k in freqs} P_k L, and L minus that sum (see `sum_projection`)."""
+    p, T = logits.shape[-1], logits.ndim - 1
+    key_part = sum_projection(logits, freqs)[grid_sums(T, p)].reshape(logits.shape)
+    restricted = logits.reshape(-1, p).mean(axis=0) + key_part
     return restricted, logits - key_part
 
 
-def cross_entropy(logits, pairs):
-    """Mean softmax cross-entropy of logits (p, p, p) at the (a, b) pairs (n, 2), target a+b."""
-    p = logits.shape[0]
-    rows = logits[pairs[:, 0], pairs[:, 1]]                        # (n, p)
+def cross_entropy(logits, tuples):
+    """Mean softmax cross-entropy of grid logits (p,)*T + (p,) at the tuples (n, T), whose
+    target is their sum mod p."""
+    p = logits.shape[-1]
+    rows = logits[tuple(tuples.T)]                                 # (n, p)
     shifted = rows - rows.max(axis=1, keepdims=True)
     log_z = np.log(np.exp(shifted).sum(axis=1))
-    correct = shifted[np.arange(len(pairs)), (pairs[:, 0] + pairs[:, 1]) % p]
+    correct = shifted[np.arange(len(tuples)), tuples.sum(axis=1) % p]
     return float(np.mean(log_z - correct))
 
 
-def logit_measures(logits, freqs, train_pairs, test_pairs):
-    """restricted_loss (all pairs), restricted_test_loss (test pairs) and excluded_loss
-    (train pairs) for the frequency set `freqs`."""
-    p = logits.shape[0]
-    everything = np.stack(np.meshgrid(np.arange(p), np.arange(p), indexing="ij"), -1).reshape(-1, 2)
+def logit_measures(logits, freqs, train_tuples, test_tuples):
+    """restricted_loss (all tuples), restricted_test_loss (test tuples) and excluded_loss
+    (train tuples) for the frequency set `freqs`."""
+    p, T = logits.shape[-1], logits.ndim - 1
     restricted, excluded = restricted_and_excluded(logits, freqs)
-    return {"restricted_loss": cross_entropy(restricted, everything),
-            "restricted_test_loss": cross_entropy(restricted, test_pairs),
-            "excluded_loss": cross_entropy(excluded, train_pairs)}
+    return {"restricted_loss": cross_entropy(restricted, all_tuples(p, T)),
+            "restricted_test_loss": cross_entropy(restricted, test_tuples),
+            "excluded_loss": cross_entropy(excluded, train_tuples)}
 
 
 def hidden_spectrum(energy_2d):
@@ -304,23 +320,46 @@ def strength_order(mean_share):
     return sorted(range(1, len(mean_share)), key=lambda k: (-mean_share[k], k))
 
 
-def analyze(params, activation="relu", threshold=0.25, fit_key=None, split=None):
-    """The whole Fourier picture of a seq_len-2 model, as plain JSON-ready data.
+def hidden_by_sum(hidden):
+    """The hidden state's mean over the tuples with each running sum s (p, H): the part of
+    h_T that is a function of s alone."""
+    p, T, H = hidden.shape[0], hidden.ndim - 1, hidden.shape[-1]
+    flat, sums = hidden.reshape(-1, H), grid_sums(T, p)
+    out = np.zeros((p, H))
+    np.add.at(out, sums, flat)
+    return out / np.bincount(sums, minlength=p)[:, None]
+
+
+def analyze(params, activation="relu", threshold=0.25, fit_key=None, split=None, seq_len=2):
+    """The whole Fourier picture of a model over all p**seq_len tuples (see analyze_tables)."""
+    return analyze_tables(params, activation, threshold, fit_key, split, seq_len)[0]
+
+
+def analyze_tables(params, activation="relu", threshold=0.25, fit_key=None, split=None, seq_len=2):
+    """(report, tables): the whole Fourier picture of a model over all p**seq_len tuples, as JSON-ready data.
 
     The fits, the energy shares under `energy_share_fit` and the logit-level measures use
-    `fit_key` (the spectral key frequencies when None). `split`, a pair of (n, 2) arrays
-    of train and test pairs, adds the restricted and excluded losses."""
+    `fit_key` (the spectral key frequencies when None). `split`, a pair of (n, T) arrays
+    of train and test tuples, adds the restricted and excluded losses. The 2-D hidden
+    spectrum and the per-unit frequencies exist for T = 2; for other T the hidden state's
+    spectrum is that of its mean per running sum."""
     p = params["E"].shape[0]
-    tables = model_tables(params, activation)
+    tables = model_tables(params, activation, seq_len)
     spectra = {name: spectrum(tables[name], axis=0) for name in ("E", "U", "W_out")}
-    spectra["logits"] = spectrum(tables["logits"], axis=2)
-    hidden_2d = spectrum_2d(tables["hidden"])
-    spectra["hidden"] = hidden_spectrum(hidden_2d)
+    spectra["logits"] = spectrum(tables["logits"], axis=-1)
+    if seq_len == 2:
+        hidden_2d = spectrum_2d(tables["hidden"])
+        spectra["hidden"] = hidden_spectrum(hidden_2d)
+        hidden_total = hidden_2d.sum() - hidden_2d[0, 0]
+    else:
+        hidden_2d = None
+        spectra["hidden"] = spectrum(hidden_by_sum(tables["hidden"]), axis=0)
+        hidden_total = spectra["hidden"][1:].sum()
     weights = [spectra["E"], spectra["U"], spectra["W_out"]]
     key = key_frequencies(weights, threshold)
     fit_key = key if fit_key is None else [int(k) for k in fit_key]
     totals = {name: spec[1:].sum() for name, spec in spectra.items()}
-    totals["hidden"] = hidden_2d.sum() - hidden_2d[0, 0]
+    totals["hidden"] = hidden_total
 
     def share_at(freqs):
         return {name: float(spectra[name][list(freqs)].sum() / totals[name]) if totals[name] > 0 else 0.0
@@ -328,12 +367,11 @@ def analyze(params, activation="relu", threshold=0.25, fit_key=None, split=None)
 
     logit_error, fit_accuracy, _ = fit_logits(tables["logits"], fit_key)
     hidden = fit_hidden(tables["hidden"], fit_key)
-    dominant, explained = neuron_frequencies(tables["hidden"])
-    accuracy = float(np.mean(np.argmax(tables["logits"], axis=2) ==
-                             np.add.outer(np.arange(p), np.arange(p)) % p))
+    accuracy = float(np.mean(np.argmax(tables["logits"].reshape(-1, p), axis=1) == grid_sums(seq_len, p)))
     mean_share = np.mean([shares(s) for s in weights], axis=0)
     report = {
         "p": p,
+        "seq_len": seq_len,
         "key_frequencies": key,
         "key_rule": KEY_RULE.format(threshold=threshold),
         "threshold": threshold,
@@ -341,7 +379,7 @@ def analyze(params, activation="relu", threshold=0.25, fit_key=None, split=None)
         "strength_order": strength_order(mean_share),
         "accuracy_all_pairs": accuracy,
         "spectra": {name: spec.tolist() for name, spec in spectra.items()},
-        "hidden_spectrum_2d": hidden_2d.tolist(),
+        "hidden_spectrum_2d": None if hidden_2d is None else hidden_2d.tolist(),
         "energy_share": share_at(key),
         "energy_share_fit": share_at(fit_key),
         "fit": {"frequencies": fit_key,
@@ -353,13 +391,16 @@ def analyze(params, activation="relu", threshold=0.25, fit_key=None, split=None)
                 "hidden_share_well_explained": hidden["share_well_explained"],
                 "well_explained_r2": WELL_EXPLAINED, "hidden_unit_r2": hidden["unit_r2"],
                 "measures": FIT_MEASURES},
-        "neurons": {"dominant_frequency": dominant.tolist(), "explained": explained.tolist(),
-                    "count_per_frequency": np.bincount(dominant, minlength=p // 2 + 1).tolist()},
+        "neurons": None,
         "clock": clock_coordinates(tables["E"], key),
     }
+    if seq_len == 2:
+        dominant, explained = neuron_frequencies(tables["hidden"])
+        report["neurons"] = {"dominant_frequency": dominant.tolist(), "explained": explained.tolist(),
+                             "count_per_frequency": np.bincount(dominant, minlength=p // 2 + 1).tolist()}
     if split is not None:
         report["logit_measures"] = logit_measures(tables["logits"], fit_key, *split)
-    return report
+    return report, tables
 
 
 FIT_MEASURES = (

@@ -275,3 +275,24 @@ def phase_diagram(cells, axes, path):
     ax.set_yticks(range(len(ys)), [str(y) for y in ys])
     ax.set(xlabel=axes[0], ylabel=axes[1], title="grok step (x: no run grokked; n grokked / runs)")
     return _save(fig, path)
+
+
+def clock_through_time(partial, path):
+    """h_t projected on the strongest key frequency's plane (from h_1), averaged over the
+    tuples with each running sum s_t, for t = 1..T: a clock of s_t draws a circle in the
+    order k * s mod p at every step."""
+    import numpy as np
+    clock = partial["clock"]
+    T = len(clock["points"])
+    fig, axes = _figure(1, T, figsize=(4 * T, 4), squeeze=False)
+    for t, ax in enumerate(axes[0], 1):
+        xy = np.array(clock["points"][t - 1])
+        ax.scatter(xy[:, 0], xy[:, 1], s=10, c=np.arange(len(xy)), cmap="twilight")
+        step = max(1, len(xy) // 30)
+        for s in range(0, len(xy), step):
+            ax.annotate(str(s), xy[s], fontsize=6)
+        frac = partial["steps"][t - 1]["fraction_explained"]
+        ax.set(aspect="equal", xticks=[], yticks=[],
+               title=f"h_{t} by s_{t}" + (f" ({100 * frac:.0f}% explained by s_{t})" if frac is not None else ""))
+    fig.suptitle(f"the clock of the running sum, frequency {clock['frequency']}")
+    return _save(fig, path)

@@ -49,23 +49,24 @@ def frequencies_for(spec, level=0.9):
     return int(np.searchsorted(np.cumsum(energy) / total, level - 1e-12) + 1)
 
 
-def measure(params, activation, key, train_pairs, test_pairs):
+def measure(params, activation, key, train_tuples, test_tuples):
     """One row of progress measures for a model (see the module docstring)."""
     P = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
-    tables = fourier.model_tables(P, activation)
-    logits = tables["logits"]                                       # (p, p, p) over (a, b, c)
-    p = logits.shape[0]
+    T = train_tuples.shape[1]
+    tables = fourier.model_tables(P, activation, T)
+    logits = tables["logits"]                                       # (p,)*T + (p,) over (tuple, c)
+    p = logits.shape[-1]
     row = {}
-    for name, pairs in (("train", train_pairs), ("test", test_pairs)):
-        answers = np.argmax(logits[pairs[:, 0], pairs[:, 1]], axis=1)
-        row[f"{name}_loss"] = fourier.cross_entropy(logits, pairs)
-        row[f"{name}_acc"] = float(np.mean(answers == (pairs[:, 0] + pairs[:, 1]) % p))
+    for name, tuples in (("train", train_tuples), ("test", test_tuples)):
+        answers = np.argmax(logits[tuple(tuples.T)], axis=1)
+        row[f"{name}_loss"] = fourier.cross_entropy(logits, tuples)
+        row[f"{name}_acc"] = float(np.mean(answers == tuples.sum(axis=1) % p))
     norms = {name: float(np.sqrt(np.sum(v ** 2))) for name, v in P.items()}
     row["weight_norm"] = math.sqrt(sum(n ** 2 for n in norms.values()))
     row["weight_norm_per_matrix"] = norms
-    row.update(fourier.logit_measures(logits, key, train_pairs, test_pairs))
+    row.update(fourier.logit_measures(logits, key, train_tuples, test_tuples))
     spectra = {name: fourier.spectrum(tables[name]) for name in ("E", "U", "W_out")}
-    spectra["logits"] = fourier.spectrum(logits, axis=2)
+    spectra["logits"] = fourier.spectrum(logits, axis=-1)
     row["key_energy"] = {name: _energy_share(spec, key) for name, spec in spectra.items()}
     row["frequencies_for_90"] = frequencies_for(spectra["U"])
     r = min(2 * len(key), p)
@@ -105,9 +106,7 @@ def analyze(folder, config, key, on_row=None):
             f"{folder} has no parameter snapshots ({runs.SNAPSHOTS}/); runs trained by this "
             f"tinymod keep them by default: train again (or --resume with more --steps) "
             f"without --snapshot-every 0")
-    if config["seq_len"] != 2:
-        raise TinymodError(f"progress reads (a + b) models; {folder} has seq_len {config['seq_len']}")
-    ds = make_dataset(config["p"], 2, config["frac"], config["seed"])
+    ds = make_dataset(config["p"], config["seq_len"], config["frac"], config["seed"])
     rows = []
     for step, path in found:
         params, saved, _ = checkpoint.load(path)

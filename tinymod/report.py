@@ -21,7 +21,7 @@ def _pct(x):
 
 
 def _pct_or_none(x):
-    return "none (no key frequency)" if x is None else _pct(x)
+    return "none (no key frequency)" if x is None or x != x else _pct(x)
 
 
 def _freqs(key):
@@ -145,6 +145,24 @@ def fourier_tables(r):
     return lines
 
 
+def running_sum_tables(ps):
+    """Markdown: how much of h_t the running sum's and the tokens' key terms explain, and
+    W_hh in each key plane."""
+    lines = [ps["measures"], "",
+             f"| step t | h_t explained by cos/sin(w_k s_t) | by the tokens' cos/sin(w_k x_j), j ≤ t |",
+             "| --- | --- | --- |"]
+    lines += [f"| {s['t']} | {_pct_or_none(s['fraction_explained'])} | "
+              f"{_pct_or_none(s['fraction_explained_by_tokens'])} |" for s in ps["steps"]]
+    lines += ["", f"W_hh in each key plane: {ps['rotation_rule']}.", "",
+              "| k | in_plane | rotation_score | angle (degrees) | scale |", "| --- | --- | --- | --- | --- |"]
+    fmt = lambda v, f="{:.3f}": "—" if v is None else f.format(v)
+    lines += [f"| {r['frequency']} | {fmt(r['in_plane'])} | {fmt(r['rotation_score'])} | "
+              f"{fmt(r['angle_degrees'], '{:.1f}')} | {fmt(r['scale'])} |" for r in ps["rotation"]]
+    if "clock" in ps:
+        lines += ["", "![the clock of h_t](clock_through_time.png)"]
+    return lines
+
+
 def fourier_measures_text():
     return ("Relative L2 error is ‖y − fit‖ / ‖y‖; FVU, the fraction of variance unexplained, is "
             "‖y − fit‖² / ‖y − mean y‖² (logits centred per (a, b) row, hidden units centred per unit).")
@@ -202,6 +220,7 @@ def markdown(run, summary, fourier_report, svd_report, ablation_report, figures,
     lines += ["", f"Key frequencies: the **functional** set is {fourier_report['functional']['rule']}; "
                   f"the **spectral** set (`key_frequencies`) is {fourier_report['key_rule']}.", ""]
     lines += ["## Fourier structure", "", *fourier_tables(fourier_report), ""]
+    lines += ["## The running sum through the sequence", "", *running_sum_tables(fourier_report["partial_sums"]), ""]
     if control:
         lines += ["## Beside an untrained control", "",
                   "The same architecture at initialisation (same seed). Measures taken at a key set "
@@ -221,18 +240,20 @@ def markdown(run, summary, fourier_report, svd_report, ablation_report, figures,
 # --- each analysis: compute, write its JSON and figures, return the report ---------------
 
 def fourier_report(params, config, threshold=0.25, level=0.99):
-    """fourier.analyze at the functional key frequencies, with both key sets and the
-    restricted and excluded losses on the run's own split."""
-    from tinymod import ablate, fourier
+    """fourier.analyze at the functional key frequencies, with both key sets, the
+    restricted and excluded losses on the run's own split, and the running-sum analysis."""
+    from tinymod import ablate, fourier, partial_sums
     from tinymod.data import make_dataset
+    seq_len = config.get("seq_len", 2)
     _, strength = fourier.weight_key_frequencies(params, threshold)
     functional = ablate.functional_key_frequencies(params, config["activation"],
-                                                   fourier.strength_order(strength), level)
-    ds = make_dataset(config["p"], 2, config["frac"], config["seed"])
-    report = fourier.analyze(params, config["activation"], threshold, functional["frequencies"],
-                             (ds.x_train, ds.x_test))
+                                                   fourier.strength_order(strength), level, seq_len)
+    ds = make_dataset(config["p"], seq_len, config["frac"], config["seed"])
+    report, tables = fourier.analyze_tables(params, config["activation"], threshold,
+                                            functional["frequencies"], (ds.x_train, ds.x_test), seq_len)
     report["functional_key_frequencies"] = functional["frequencies"]
     report["functional"] = functional
+    report["partial_sums"] = partial_sums.analyze(tables, functional["strongest_first"], config["p"])
     return report
 
 
@@ -241,9 +262,12 @@ def run_fourier(params, config, folder, threshold=0.25, level=0.99):
     report = {"model_step": config["step"], **fourier_report(params, config, threshold, level)}
     runs.write_json(Path(folder) / "fourier.json", report)
     plots.fourier_spectra(report, Path(folder) / "fourier_spectra.png")
-    plots.hidden_spectrum_2d(report, Path(folder) / "hidden_spectrum_2d.png")
-    plots.neurons_per_frequency(report, Path(folder) / "neurons_per_frequency.png")
+    if report["hidden_spectrum_2d"] is not None:              # two tokens
+        plots.hidden_spectrum_2d(report, Path(folder) / "hidden_spectrum_2d.png")
+        plots.neurons_per_frequency(report, Path(folder) / "neurons_per_frequency.png")
     plots.clock(report, Path(folder) / "clock.png")
+    if "clock" in report["partial_sums"]:
+        plots.clock_through_time(report["partial_sums"], Path(folder) / "clock_through_time.png")
     return report
 
 
@@ -290,10 +314,12 @@ def untrained_control(params, config, key, spectral, threshold=0.25):
     p, D = params["E"].shape
     fresh = rnn.init_params(p, D, params["W_hh"].shape[0], config.get("seed", 0),
                             config.get("dtype", "float32"))
+    seq_len = config.get("seq_len", 2)
     _, strength = fourier.weight_key_frequencies(fresh, threshold)
-    own = ablate.functional_key_frequencies(fresh, config["activation"], fourier.strength_order(strength))
-    ds = make_dataset(p, 2, config["frac"], config["seed"])
-    report = fourier.analyze(fresh, config["activation"], threshold, key, (ds.x_train, ds.x_test))
+    own = ablate.functional_key_frequencies(fresh, config["activation"], fourier.strength_order(strength),
+                                            seq_len=seq_len)
+    ds = make_dataset(p, seq_len, config["frac"], config["seed"])
+    report = fourier.analyze(fresh, config["activation"], threshold, key, (ds.x_train, ds.x_test), seq_len)
     report["functional_key_frequencies"] = own["frequencies"]
     return {"fourier": report, "svd": rank.analyze(fresh, config["activation"], spectral)}
 

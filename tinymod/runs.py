@@ -24,8 +24,8 @@ CONFIG, METRICS, MODEL, LOCK = "config.json", "metrics.jsonl", "model.npz", ".lo
 CHECKPOINTS, SNAPSHOTS = "checkpoints", "snapshots"
 TRAINING_FIGURES = ("curves.png", "weight_norm.png")
 ANALYSIS_FIGURES = ("progress.png", "fourier_spectra.png", "hidden_spectrum_2d.png",
-                    "neurons_per_frequency.png", "clock.png", "singular_values.png",
-                    "ablation_single.png", "ablation_cumulative.png")
+                    "neurons_per_frequency.png", "clock.png", "clock_through_time.png",
+                    "singular_values.png", "ablation_single.png", "ablation_cumulative.png")
 ANALYSIS_OUTPUTS = ("fourier.json", "svd.json", "ablation.json", "progress.json", "control.json",
                     "report.md") + ANALYSIS_FIGURES
 RUN_FILES = (CONFIG, METRICS, MODEL) + TRAINING_FIGURES + ANALYSIS_OUTPUTS
