@@ -2,13 +2,12 @@
 scratch folder, `make lectures` in lectures/ itself so their figures land in
 lectures/figures. Usage: python tests/run_lectures.py [WORKDIR] [LECTURE.md ...].
 
-Each lecture runs in its own Python process with pinned arithmetic (`PINNED_ENV`): one BLAS
-thread and, on x86-64, OpenBLAS's Haswell kernels, which every AVX2 machine runs. A
-grokking run amplifies the last bit of a matmul into a different grok step, and OpenBLAS
-picks its kernels by CPU and splits work by thread count, so without the pins the printed
-numbers would depend on the machine. With them they are bit-identical across x86-64
-machines (numba's kernels and NumPy's own loops were checked to give the same bits with
-and without AVX-512)."""
+Each lecture runs in its own Python process with, on x86-64, OpenBLAS's Haswell kernels
+(`PINNED_ENV`), which every AVX2 machine runs: a grokking run amplifies the last bit of a
+matmul into a different grok step, and OpenBLAS picks its kernels by CPU. The thread count
+needs no pin: training is bit-identical for any (tinymod.blocks), and `make test` runs
+every lecture with 1 and with 2 BLAS threads to prove it. numba's kernels and NumPy's own
+loops were checked to give the same bits with and without AVX-512."""
 import doctest
 import os
 import platform
@@ -19,9 +18,16 @@ from pathlib import Path
 
 LECTURES = Path(__file__).resolve().parent.parent / "lectures"
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
-PINNED_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+PINNED_ENV = {}
 if platform.machine().lower() in ("x86_64", "amd64"):
     PINNED_ENV["OPENBLAS_CORETYPE"] = "Haswell"
+
+
+def env(threads=1):
+    """The lecture's environment: pinned kernels and `threads` BLAS threads (training is
+    bit-identical for any thread count, tinymod.blocks; `make test` checks 1 and 2)."""
+    n = str(threads)
+    return {**os.environ, **PINNED_ENV, "OPENBLAS_NUM_THREADS": n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
 
 
 def lectures():
@@ -40,10 +46,10 @@ def _run_here(path, workdir):
         os.chdir(here)
 
 
-def run(path, workdir):
-    """(failed, attempted, output) for one lecture, run in a fresh process with PINNED_ENV."""
+def run(path, workdir, threads=1):
+    """(failed, attempted, output) for one lecture, run in a fresh process (see `env`)."""
     out = subprocess.run([sys.executable, __file__, "--one", str(path), str(workdir)],
-                         env={**os.environ, **PINNED_ENV}, capture_output=True, text=True)
+                         env=env(threads), capture_output=True, text=True)
     last = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
     if out.returncode not in (0, 1) or not last.startswith("RESULT "):
         raise RuntimeError(f"{path.name} did not run:\n{out.stdout}\n{out.stderr}")
