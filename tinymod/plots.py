@@ -105,8 +105,18 @@ def hidden_spectrum_2d(report, path):
     fig, ax = _figure(figsize=(5.5, 5))
     image = ax.imshow(np.log10(energy + max(1e-12 * energy.max(), 1e-300)), origin="lower", cmap="viridis")
     fig.colorbar(image, ax=ax, label="log10 energy")
-    ax.set(xlabel="frequency of b", ylabel="frequency of a", title="hidden state h_2 over (a, b)")
+    for k in report["key_frequencies"]:              # where a, b and a ± b terms at k land
+        for cell in ((0, k), (k, 0), (k, k)):
+            ax.add_patch(_square(cell))
+    ax.set(xlabel="frequency of b", ylabel="frequency of a",
+           title="hidden state h_2 over (a, b)\n(boxes: (k, 0), (0, k), (k, k) for each key k)")
     return _save(fig, path)
+
+
+def _square(cell):
+    from matplotlib.patches import Rectangle
+    row, col = cell
+    return Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="white", lw=0.8)
 
 
 def neurons_per_frequency(report, path):
@@ -162,13 +172,18 @@ def singular_values(report, path):
 def ablation_single(report, path):
     """Accuracy on all pairs after removing each frequency alone."""
     single = report["single"]
-    fig, ax = _figure(figsize=(10, 3.8))
-    ax.bar([s["frequency"] for s in single], [100 * s["accuracy"] for s in single],
-           color=["C3" if s["is_key"] else "C0" for s in single])
+    fig, (ax, ax_loss) = _figure(2, 1, figsize=(10, 6), sharex=True)
+    colours = ["C3" if s["is_key"] else "C0" for s in single]
+    freqs = [s["frequency"] for s in single]
+    ax.bar(freqs, [100 * s["accuracy"] for s in single], color=colours)
     ax.axhline(100 * report["baseline"]["accuracy"], color="k", lw=0.8, label="no ablation")
-    ax.set(xlabel="frequency removed", ylabel="accuracy, all pairs (%)", ylim=(0, 102),
+    ax.set(ylabel="accuracy, all pairs (%)", ylim=(0, 102),
            title=f"removing one frequency (red: key), site: {report['site']}")
     ax.legend(loc="lower right")
+    # accuracy hardly moves for one frequency; the loss shows what each removal costs
+    ax_loss.bar(freqs, [max(s["loss"], 1e-12) for s in single], color=colours)
+    ax_loss.axhline(max(report["baseline"]["loss"], 1e-12), color="k", lw=0.8)
+    ax_loss.set(yscale="log", xlabel="frequency removed", ylabel="loss, all pairs (log)")
     return _save(fig, path)
 
 
@@ -187,7 +202,8 @@ def ablation_cumulative(report, path):
     ax.plot(*curve(report["control_non_key"]), "s-", color="C0", label="non-key (control)")
     ax.set(xlabel="frequencies removed", ylabel="accuracy, all pairs (%)", ylim=(-2, 102),
            title="removing frequencies one after another")
-    ax.legend()
+    ax.set_xticks(range(len(report["cumulative"]) + 1))            # whole frequencies only
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     return _save(fig, path)
 
 
