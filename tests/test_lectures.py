@@ -13,5 +13,5 @@ def test_lecture(path, threads, tmp_path):
     assert failed == 0, f"{failed} of {attempted} examples differ:\n{output}"
 
 
-def test_all_ten_lectures_exist():
-    assert [p.name[:2] for p in lectures()] == [f"{i:02d}" for i in range(1, 11)]
+def test_all_eleven_lectures_exist():
+    assert [p.name[:2] for p in lectures()] == [f"{i:02d}" for i in range(1, 12)]
