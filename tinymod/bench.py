@@ -61,14 +61,9 @@ def time_ours(p, frac, width, dtype, repeats):
     }
 
 
-def time_torch(p, frac, width, dtype, repeats):
-    """The same model as PyTorch users write it: nn.Embedding, nn.RNN (relu), nn.Linear,
-    cross-entropy and torch.optim.AdamW with the same hyper-parameters. None if PyTorch
-    is not importable."""
-    try:
-        import torch
-    except ImportError:
-        return None
+def _torch_model(torch, p, frac, width, dtype):
+    """(loss function, optimiser) of the PyTorch model: nn.Embedding, nn.RNN (relu),
+    nn.Linear, cross-entropy and torch.optim.AdamW with our hyper-parameters."""
     torch.manual_seed(0)
     ds = data.make_dataset(p, 2, frac, 0)
     kind = {"float32": torch.float32, "float64": torch.float64}[dtype]
@@ -83,6 +78,18 @@ def time_torch(p, frac, width, dtype, repeats):
     def loss_fn():
         out, _ = cell(embed(x))
         return torch.nn.functional.cross_entropy(readout(out[:, -1]), y)
+    return loss_fn, opt
+
+
+def time_torch(p, frac, width, dtype, repeats):
+    """The same model as PyTorch users write it: nn.Embedding, nn.RNN (relu), nn.Linear,
+    cross-entropy and torch.optim.AdamW with the same hyper-parameters. None if PyTorch
+    is not importable."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    loss_fn, opt = _torch_model(torch, p, frac, width, dtype)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -116,21 +123,8 @@ def time_torch_compiled(p, frac, width, dtype, repeats):
         import torch
     except ImportError:
         return None
-    torch.manual_seed(0)
-    ds = data.make_dataset(p, 2, frac, 0)
-    kind = {"float32": torch.float32, "float64": torch.float64}[dtype]
-    embed = torch.nn.Embedding(p, width).to(kind)
-    cell = torch.nn.RNN(width, width, nonlinearity="relu", batch_first=True).to(kind)
-    readout = torch.nn.Linear(width, p).to(kind)
-    modules = torch.nn.ModuleList([embed, cell, readout])
-    opt = torch.optim.AdamW(modules.parameters(), lr=1e-3, betas=(0.9, 0.98), eps=1e-8,
-                            weight_decay=1.0)
-    x, y = torch.from_numpy(ds.x_train), torch.from_numpy(ds.y_train)
-
-    @torch.compile
-    def loss_fn():
-        out, _ = cell(embed(x))
-        return torch.nn.functional.cross_entropy(readout(out[:, -1]), y)
+    eager, opt = _torch_model(torch, p, frac, width, dtype)
+    loss_fn = torch.compile(eager)
 
     def step():
         opt.zero_grad(set_to_none=True)
