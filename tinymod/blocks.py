@@ -20,6 +20,7 @@ ROWS = 1024         # examples per block: part of the arithmetic, so a fixed num
 _threads = None     # set by `threads_set`; None: as many as BLAS was set up to use
 _blas_default = None
 _pool = None
+_pool_size = 0
 _controller = None
 
 
@@ -71,14 +72,23 @@ def single_threaded_blas():
 
 def run(fn, n):
     """[fn(start, stop) for each block of n examples], in block order, on the pool."""
-    global _pool
+    global _pool, _pool_size
     blocks = ranges(n)
     workers = min(threads(), len(blocks))
     if workers <= 1:
         return [fn(lo, hi) for lo, hi in blocks]
-    if _pool is None or _pool._max_workers < workers:
-        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tinymod-block")
+    if _pool_size < workers:
+        _pool, _pool_size = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tinymod-block"), workers
     return list(_pool.map(lambda block: fn(*block), blocks))
+
+
+def add_in_order(parts):
+    """Per-block tuples of partial results, added in block order: the fixed arithmetic of
+    every reduction over blocks."""
+    total = list(parts[0])
+    for part in parts[1:]:
+        total = [a + b for a, b in zip(total, part)]
+    return total
 
 
 def matmul_rows(a, b, out=None):
@@ -95,8 +105,4 @@ def matmul_rows(a, b, out=None):
 def matmul_sum(a_t, b):
     """a_t.T @ b for a_t (n, m) and b (n, k), a sum over the n examples: one partial
     product per block, added in block order."""
-    parts = run(lambda lo, hi: a_t[lo:hi].T @ b[lo:hi], a_t.shape[0])
-    total = parts[0]
-    for part in parts[1:]:
-        total += part
-    return total
+    return add_in_order(run(lambda lo, hi: (a_t[lo:hi].T @ b[lo:hi],), a_t.shape[0]))[0]

@@ -193,9 +193,8 @@ def _print_fourier(r, folder):
              f"model accuracy on all pairs: {100 * r['accuracy_all_pairs']:.2f}%",
              "",
              f"{'component':<32}{'energy at spectral set':>24}{'at functional set':>20}"]
-    labels = {"E": "embedding E", "U": "input table E @ W_ih.T", "W_out": "readout W_out",
-              "hidden": "hidden h_2 over (a, b)", "logits": "logits over c"}
-    for name, label in labels.items():
+    from tinymod.report import COMPONENTS
+    for name, label in COMPONENTS.items():
         lines.append(f"{label:<32}{100 * r['energy_share'][name]:>23.1f}%{100 * r['energy_share_fit'][name]:>19.1f}%")
     fit = r["fit"]
     lines += ["",
@@ -311,6 +310,7 @@ def progress(source, out, threshold):
     frequencies, weight norms, key energy, sparsity, low rank) and find the phases
     memorisation, circuit formation and cleanup. Writes progress.json and progress.png."""
     from pathlib import Path
+    from tinymod import progress as measures
     from tinymod import runs
     from tinymod.errors import TinymodError
     from tinymod.report import fourier_report, run_progress
@@ -318,9 +318,7 @@ def progress(source, out, threshold):
     folder = Path(source)
     if not (folder / runs.CONFIG).is_file() or not (folder / runs.MODEL).is_file():
         raise TinymodError(f"{folder} is not a finished tinymod run (it needs config.json and model.npz)")
-    if not runs.list_snapshots(folder):
-        raise TinymodError(f"{folder} has no parameter snapshots ({runs.SNAPSHOTS}/): train it with "
-                           f"this tinymod, without --snapshot-every 0, to keep them")
+    measures.snapshots(folder)         # before the costlier functional key frequencies
     params, config, _ = _load_model(folder)
     key = fourier_report(params, config, threshold)["functional_key_frequencies"]
     target = _output_folder(out, folder)

@@ -97,15 +97,19 @@ def phases(rows):
     return out
 
 
+def snapshots(folder):
+    """The run's snapshots [(step, path)]; TinymodError saying how to get them if none."""
+    found = runs.list_snapshots(folder)
+    if not found:
+        raise TinymodError(f"{folder} has no parameter snapshots ({runs.SNAPSHOTS}/): train it with "
+                           f"this tinymod, without --snapshot-every 0, to keep them")
+    return found
+
+
 def analyze(folder, config, key, on_row=None):
     """progress.json's content for the run in `folder`, measured at the frequencies `key`
     (the final model's functional set). Raises TinymodError when there are no snapshots."""
-    found = runs.list_snapshots(folder)
-    if not found:
-        raise TinymodError(
-            f"{folder} has no parameter snapshots ({runs.SNAPSHOTS}/); runs trained by this "
-            f"tinymod keep them by default: train again (or --resume with more --steps) "
-            f"without --snapshot-every 0")
+    found = snapshots(folder)
     ds = make_dataset(config["p"], config["seq_len"], config["frac"], config["seed"])
     rows = []
     for step, path in found:

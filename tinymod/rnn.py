@@ -184,20 +184,12 @@ def _readout_back(d, h, W_out, dh):
     return d.T @ h, np.sum(d, axis=0)                 # (p, H), (p,)
 
 
-def _add_in_order(parts):
-    """Per-block tuples of partial results, added in block order (fixed arithmetic)."""
-    total = list(parts[0])
-    for part in parts[1:]:
-        total = [a + b for a, b in zip(total, part)]
-    return total
-
-
 def _backward(params, cache, dlogits, xp):
     # back through the readout: logits = h_T @ W_out.T + b_out
     h_T, W_out = _h_T(cache, xp), params["W_out"]
     if xp is np:
         dh = np.empty_like(h_T)                       # (B, H) the dh_next carry
-        dW_out, db_out = _add_in_order(blocks.run(
+        dW_out, db_out = blocks.add_in_order(blocks.run(
             lambda lo, hi: _readout_back(dlogits[lo:hi], h_T[lo:hi], W_out, dh[lo:hi]), h_T.shape[0]))
     else:
         dW_out = dlogits.T @ h_T                      # (p, H)
@@ -271,7 +263,7 @@ def loss_and_grads(params, x, y, activation="relu"):
             total, dlogits = softmax_xent_rows(logits, y[lo:hi], inv, (logits, zy_all[lo:hi]))
             return (total, *_readout_back(dlogits, h[lo:hi], W_out, dh[lo:hi]))
 
-        total, dW_out, db_out = _add_in_order(blocks.run(block, h.shape[0]))
+        total, dW_out, db_out = blocks.add_in_order(blocks.run(block, h.shape[0]))
         return total * inv, _backward_hidden(params, cache, dh, dW_out, db_out, xp)
 
 

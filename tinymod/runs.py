@@ -29,7 +29,6 @@ ANALYSIS_FIGURES = ("progress.png", "fourier_spectra.png", "hidden_spectrum_2d.p
 ANALYSIS_OUTPUTS = ("fourier.json", "svd.json", "ablation.json", "progress.json", "control.json",
                     "report.md") + ANALYSIS_FIGURES
 RUN_FILES = (CONFIG, METRICS, MODEL) + TRAINING_FIGURES + ANALYSIS_OUTPUTS
-OWN_FILES = RUN_FILES + (LOCK,)    # what a folder may hold and still count as a run's
 
 
 # --- names ------------------------------------------------------------------------------

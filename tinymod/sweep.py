@@ -26,7 +26,6 @@ from tinymod.config import FIELDS, coerce, preset, read_table
 from tinymod.errors import TinymodError
 
 KEYS = set(FIELDS) | {"preset"}
-SWEEP_FILES = ("sweep.json", "sweep.csv", "sweep_report.md", "phase_diagram.png", "grok_steps.png")
 
 
 # --- the grid --------------------------------------------------------------------------------
@@ -170,7 +169,7 @@ def run(grid_path, out, workers=None, scheduler=None, report=True, axes=None, ec
         raise TinymodError(f"cannot write to {out}: {e.strerror or e}") from None
     client, cluster = _client(workers, scheduler)
     start = time.perf_counter()
-    entries = {}
+    entries, futures = {}, []
     try:
         from dask.distributed import as_completed
         futures = [client.submit(task, name, settings, str(out / name), report, key=f"tinymod-{name}",
@@ -190,7 +189,7 @@ def run(grid_path, out, workers=None, scheduler=None, report=True, axes=None, ec
             echo(f"{done}/{len(futures)} runs done, {failed} failed, {elapsed:.0f} s, about {left:.0f} s left"
                  f" ({entry['name']}: {entry['status']}{', skipped' if entry.get('skipped') else ''})")
     except KeyboardInterrupt:
-        client.cancel(list(locals().get("futures", [])))
+        client.cancel(futures)
         raise TinymodError("sweep cancelled; every file is whole, and calling it again "
                            "completes what is missing") from None
     finally:
