@@ -40,14 +40,16 @@ def cases(draw, name):
     h = np.maximum(rows[::-1], 0) if relu else np.tanh(rows[::-1])
     if name == "scatter_add_rows":
         return (table, idx, rows), (0,)
-    if name == "gather_add_act":
-        return (rows, np.arange(B)[::-1].copy(), table, idx, table[0] / 3, relu), ()
+    if name == "gather_add_act":                   # with the buffer the numba path writes into
+        return (rows, np.arange(B)[::-1].copy(), table, idx, table[0] / 3, relu, np.empty_like(rows)), ()
     if name == "act_backward":
         return (rows, h, relu), ()
     if name == "act_backward_scatter":
         return (rows, h, relu, idx, table, idx[::-1].copy(), table[::-1].copy(), table[0].copy()), (4, 6, 7)
     if name == "softmax_xent_rows":
-        return (draw(values(dtype, (B, p), specials)), idx, draw(st.sampled_from([1.0, 1 / 3, 1e-4]))), ()
+        logits = draw(values(dtype, (B, p), specials))
+        work = (np.empty_like(logits), np.empty(B))          # the fused step's buffers
+        return (logits, idx, draw(st.sampled_from([1.0, 1 / 3, 1e-4])), work), ()
     raise AssertionError(f"no inputs drawn for kernel {name}: add them here")
 
 
