@@ -39,7 +39,7 @@ class Interrupted(Exception):
 
 # --- set up or restore ------------------------------------------------------------------
 
-def _read_run_config(out):
+def read_run_config(out):
     try:
         saved = json.loads((out / runs.CONFIG).read_text())
         if not isinstance(saved, dict):
@@ -69,7 +69,7 @@ def prepare_run(config, out, resume=False, overwrite=False, overrides=()):
     if resume:
         if not has_run:
             raise TinymodError(f"nothing to resume: {out} holds no run")
-        saved = _read_run_config(out)
+        saved = read_run_config(out)
         for name in overrides:
             if name not in RESUMABLE_CHANGES and getattr(config, name) != getattr(saved, name):
                 raise TinymodError(
