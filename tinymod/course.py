@@ -19,7 +19,8 @@ from tinymod.errors import TinymodError
 
 def trained(config, out):
     """The summary `train.run(config, out)` returns; trains only when `out` does not already
-    hold a finished run made with exactly `config` (anything else there is replaced)."""
+    hold a finished run made with exactly `config`. Another run there is replaced; a folder
+    holding no run is refused, as by `tinymod train`."""
     out = Path(out)
     try:
         meta = checkpoint.load(out / runs.MODEL)[1]       # written only when a run finishes
