@@ -15,6 +15,7 @@ import numpy as np
 from tinymod import checkpoint, reference, rnn, runs, train
 from tinymod.config import FIELDS, TrainConfig, coerce
 from tinymod.errors import TinymodError
+from tinymod.kernels import softmax_xent
 
 
 def trained(config, out):
@@ -68,7 +69,9 @@ def grade_backward(backward, activations=("relu", "tanh"), seed=0):
     Draws CASES random models and batches (T = 1..4, each activation in turn) and compares
     every parameter's gradient with `reference.backward_plain`. Returns a Grade whose
     message says what passed, or which parameter first went wrong and in what case."""
-    from tinymod.kernels import softmax_xent
+    unknown = [a for a in activations if a not in ("relu", "tanh")]
+    if unknown or not activations:
+        raise TinymodError(f"activations must be relu and/or tanh, got {list(activations)!r}")
     worst = dict.fromkeys(rnn.PARAM_NAMES, 0.0)
     for n, (params, x, y, activation) in enumerate(_cases(seed, activations), 1):
         logits, cache = reference.forward_plain(params, x, activation)
@@ -85,7 +88,10 @@ def grade_backward(backward, activations=("relu", "tanh"), seed=0):
         if missing:
             return Grade(False, n, worst, f"FAIL {case}: no gradient for {', '.join(missing)}")
         for name in rnn.PARAM_NAMES:
-            g = np.asarray(got[name], dtype=float)
+            try:
+                g = np.asarray(got[name], dtype=float)
+            except (TypeError, ValueError):
+                return Grade(False, n, worst, f"FAIL {case}: d{name} is not an array of numbers")
             if g.shape != expected[name].shape:
                 return Grade(False, n, worst, f"FAIL {case}: d{name} has shape {g.shape}, "
                                               f"expected {expected[name].shape}")

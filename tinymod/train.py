@@ -40,6 +40,7 @@ class Interrupted(Exception):
 # --- set up or restore ------------------------------------------------------------------
 
 def read_run_config(out):
+    """The TrainConfig a run folder's config.json holds; TinymodError if it is unreadable."""
     try:
         saved = json.loads((out / runs.CONFIG).read_text())
         if not isinstance(saved, dict):
