@@ -133,14 +133,14 @@ def test_cli_construct_then_fourier(tmp_path):
     assert again.exit_code == 1 and "exists; pass --overwrite" in again.output
     result = runner.invoke(main, ["fourier", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "2 functional key frequencies: 2 5" in result.output
-    assert "2 spectral key frequencies: 2 5" in result.output
+    assert "functional 2: 2 5" in result.output and "spectral   2: 2 5" in result.output
+    assert "in use     0: none" in result.output          # scale 1: no removal doubles loss 2.3
     report = json.loads((tmp_path / "fourier.json").read_text())
     assert report["key_frequencies"] == [2, 5] and report["p"] == 13
     for name in ("E", "U", "W_out", "hidden", "logits"):
         assert len(report["spectra"][name]) == 13 // 2 + 1
-    assert {"key_rule", "energy_share", "fit", "neurons", "clock"} <= set(report)
-    for figure in ("fourier_spectra", "hidden_spectrum_2d", "neurons_per_frequency", "clock"):
+    assert {"key_rule", "energy_share", "fits", "key_curve", "neurons", "clock"} <= set(report)
+    for figure in ("fourier_spectra", "hidden_spectrum_2d", "neurons_per_frequency", "clock", "key_curve"):
         assert (tmp_path / f"{figure}.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -346,8 +346,9 @@ def test_report_on_a_model_without_key_frequencies_says_so(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.output.startswith("No frequency qualifies as key")
     assert "No frequency qualifies as key" in (tmp_path / "report.md").read_text()
-    fit = json.loads((tmp_path / "fourier.json").read_text())["fit"]
-    assert fit["logits_fvu"] is None                  # nothing to explain: null, not 0 or NaN
+    f = json.loads((tmp_path / "fourier.json").read_text())
+    assert f["in_use_key_frequencies"] == [] and f["fits"]["in_use"] is None     # no frequency: no fit
+    assert f["key_curve"][0]["removal_loss_ratio"] == 1.0
 
 
 def test_the_gpu_hint_names_a_command_that_works_from_a_clone():

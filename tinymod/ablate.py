@@ -7,8 +7,6 @@ Removing frequency k projects it out of every residue-indexed weight at the chos
                and from the output, so no path through the network can carry it)
 where P_k = B_k.T B_k projects onto frequency k's rows of the real Fourier basis.
 """
-import math
-
 import numpy as np
 
 from tinymod import fourier, rnn
@@ -60,45 +58,6 @@ class Evaluator:
         loss, acc = rnn.evaluate(params, on(self.x_all), on(self.y_all), self.activation, EVAL_BATCH)
         test_loss, test_acc = rnn.evaluate(params, on(self.x_test), on(self.y_test), self.activation, EVAL_BATCH)
         return {"accuracy": acc, "loss": loss, "test_accuracy": test_acc, "test_loss": test_loss}
-
-
-FUNCTIONAL_RULE = (
-    "the shortest prefix S of the frequencies k >= 1 in order of spectral strength (mean share "
-    "over E, E @ W_ih.T and W_out) such that the model with every frequency outside S removed "
-    "at site both has, on all pairs, accuracy at least the full model's and mean loss at most "
-    "max(full loss * (1 + 1e-6), ln(1/{level}))")
-
-
-def functional_key_frequencies(params, activation, order, level=0.99, seq_len=2):
-    """The functional key frequencies (FUNCTIONAL_RULE): the fewest, strongest first, that
-    are enough on their own. `order` lists every frequency k >= 1, strongest first.
-
-    "Enough" asks for no accuracy lost and either no loss added (a model that never put 99%
-    on the answer) or, on geometric average, at least `level` of the probability on the
-    right answer (a model trained long after grokking, whose loss near 1e-6 every further
-    frequency would lower a little). Also reports what removing each member of S alone
-    from the full model costs."""
-    xp, like = namespace(params["E"]), params["E"]
-    p = params["E"].shape[0]
-    x = asarray(xp, all_tuples(p, seq_len), like=like)
-    y = asarray(xp, targets(all_tuples(p, seq_len), p), like=like)
-
-    def score(removed):
-        loss, acc = rnn.evaluate(remove(params, removed, "both"), x, y, activation, EVAL_BATCH)
-        return {"accuracy": acc, "loss": loss}
-
-    full = score([])                                   # the float64 model, nothing removed
-    bound = max(full["loss"] * (1 + 1e-6), math.log(1 / level))
-    prefixes = []
-    for n in range(len(order) + 1):
-        prefixes.append({"size": n, **score(order[n:])})
-        if prefixes[-1]["accuracy"] >= full["accuracy"] and prefixes[-1]["loss"] <= bound:
-            break
-    chosen = [int(k) for k in order[:n]]
-    return {"frequencies": sorted(chosen), "strongest_first": chosen, "level": level,
-            "rule": FUNCTIONAL_RULE.format(level=level), "full": full, "loss_bound": bound,
-            "prefixes": prefixes,
-            "single_removal": [{"frequency": k, **score([k])} for k in chosen]}
 
 
 def cumulative(params, order, evaluate, site):

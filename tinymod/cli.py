@@ -184,41 +184,36 @@ def fourier(source, out, threshold, backend_name):
 
 
 def _print_fourier(r, folder):
-    key, functional = r["key_frequencies"], r["functional_key_frequencies"]
-    lines = [f"p = {r['p']}: {len(functional)} functional key frequencies: {' '.join(map(str, functional)) or 'none'}"
-             f" (enough on their own: {r['functional']['level']:.0%} rule)",
-             f"        {len(key)} spectral key frequencies: {' '.join(map(str, key)) or 'none'}"
-             f" (threshold {r['threshold']:g}; "
-             + ", ".join(f"{n} at {t}" for t, n in r["spectral_count_by_threshold"].items()) + ")",
-             f"model accuracy on all pairs: {100 * r['accuracy_all_pairs']:.2f}%",
+    from tinymod.report import COMPONENTS, SET_FIELDS
+    sets = r["key_sets"]
+    named = lambda n: f"{sets[n]['size']}: {' '.join(map(str, sets[n]['frequencies'])) or 'none'}"
+    counts = lambda d: ", ".join(f"{v} at {k}" for k, v in d.items())
+    lines = [f"p = {r['p']}, model loss {r['model_loss']:.3g} over all tuples, accuracy {100 * r['accuracy_all_pairs']:.2f}%",
+             f"in use     {named('in_use')}  (removal alone multiplies the loss by >= "
+             f"{sets['in_use']['factor']:g}; {counts(r['in_use_counts_by_factor'])})",
+             f"functional {named('functional')}  (enough on their own at level {sets['functional']['level']}; "
+             f"{counts(r['functional_counts_by_level'])})",
+             f"spectral   {named('spectral')}  (threshold {r['threshold']:g}; {counts(r['spectral_count_by_threshold'])})",
              "",
-             f"{'component':<32}{'energy at spectral set':>24}{'at functional set':>20}"]
-    from tinymod.report import COMPONENTS
+             f"{'set':<12}{'logit energy':>13}{'restricted loss':>17}{'excluded loss (train)':>23}"]
+    for name in SET_FIELDS:
+        e = sets[name]
+        lines.append(f"{name.replace('_', ' '):<12}{100 * e['logit_energy_share']:>12.1f}%{e['restricted_loss']:>17.3g}{e['excluded_loss']:>23.3g}")
+    lines += ["", f"{'energy at each set':<32}" + "".join(f"{n.replace('_', ' '):>12}" for n in SET_FIELDS)]
     for name, label in COMPONENTS.items():
-        lines.append(f"{label:<32}{100 * r['energy_share'][name]:>23.1f}%{100 * r['energy_share_fit'][name]:>19.1f}%")
-    fit = r["fit"]
-    lines += ["",
-              f"{'fit at the functional set':<36}{'relative L2 error':>18}{'FVU (1 - R^2)':>15}",
-              f"{'logits ~ cos/sin w_k(a+b-c) + g(c)':<36}{fit['logits_relative_error']:>18.3g}"
-              f"{fit['logits_fvu']:>15.3g}   fitted logits {100 * fit['logits_fit_accuracy']:.1f}% accurate",
-              f"{'hidden ~ cos/sin w_k(a, b, a+-b)':<36}{fit['hidden_relative_error']:>18.3g}"
-              f"{fit['hidden_fvu']:>15.3g}   {fit['hidden_units_well_explained']} of "
-              f"{fit['hidden_units_alive']} live units with R^2 >= {fit['well_explained_r2']:g}"]
-    if "logit_measures" in r:
-        m = r["logit_measures"]
-        lines += [f"restricted loss {m['restricted_loss']:.3g} (all pairs), {m['restricted_test_loss']:.3g} "
-                  f"(test); excluded loss {m['excluded_loss']:.3g} (train)"]
-    lines += ["removing one functional key frequency alone: " +
-              ", ".join(f"k = {s['frequency']}: {100 * s['accuracy']:.1f}%, loss {s['loss']:.3g}"
-                        for s in r["functional"]["single_removal"]),
+        lines.append(f"{label:<32}" + "".join(f"{100 * r['energy_share_by_set'][s][name]:>11.1f}%" for s in SET_FIELDS))
+    fits = r["fits"]["in_use"]
+    if fits:
+        lines += ["", f"{'fit at the in-use set':<24}{'FVU':>10}{'median unit':>13}{'relative L2':>13}"]
+        lines += [f"{name:<24}{e['fvu']:>10.3g}{e['fvu_median_unit']:>13.3g}{e['relative_l2']:>13.3g}"
+                  for name, e in fits.items()]
+    lines += ["key curve, strongest first by logit energy: " +
+              ", ".join(f"{c['frequency']} (x{c['removal_loss_ratio']:.3g})" for c in r["key_curve"]) +
+              "  (x: loss ratio with that frequency alone removed)",
               "running sum s_t: h_t explained by cos/sin(w_k s_t) / by the tokens' terms: " +
               ", ".join(f"t = {s['t']}: {100 * (s['fraction_explained'] or 0):.1f}% / "
-                        f"{100 * (s['fraction_explained_by_tokens'] or 0):.1f}%" for s in r["partial_sums"]["steps"])]
-    if r["neurons"]:
-        counts = r["neurons"]["count_per_frequency"]
-        lines.append(f"hidden units whose dominant frequency is a spectral key frequency: "
-                     f"{sum(counts[k] for k in key)} of {sum(counts[1:])} alive")
-    lines.append(f"wrote {folder / 'fourier.json'} and its figures")
+                        f"{100 * (s['fraction_explained_by_tokens'] or 0):.1f}%" for s in r["partial_sums"]["steps"]),
+              f"wrote {folder / 'fourier.json'} and its figures"]
     click.echo("\n".join(lines))
 
 
@@ -296,34 +291,34 @@ def report(source, threshold, backend_name):
         click.echo(NO_KEY.replace("**", ""))
     for c in claims:
         click.echo(f"{c.claim}: {c.verdict}\n    ours: {c.ours}\n    paper: {c.paper}\n"
-                   f"    criterion: {c.criterion}")
+                   f"    criterion: {c.criterion}\n    why: {c.why}")
     click.echo(f"wrote {path}")
 
 
 @main.command()
 @click.argument("source", metavar="RUN")
 @OUT
-@THRESHOLD
-def progress(source, out, threshold):
+def progress(source, out):
     """Follow the Fourier circuit through training: measure every parameter snapshot of a run
-    (losses and accuracies, restricted and excluded loss at the final model's functional key
+    (losses and accuracies, restricted and excluded loss at the final model's in-use key
     frequencies, weight norms, key energy, sparsity, low rank) and find the phases
     memorisation, circuit formation and cleanup. Writes progress.json and progress.png."""
     from pathlib import Path
     from tinymod import progress as measures
     from tinymod import runs
     from tinymod.errors import TinymodError
-    from tinymod.report import fourier_report, run_progress
+    from tinymod.keysets import in_use_of
+    from tinymod.report import run_progress
 
     folder = Path(source)
     if not (folder / runs.CONFIG).is_file() or not (folder / runs.MODEL).is_file():
         raise TinymodError(f"{folder} is not a finished tinymod run (it needs config.json and model.npz)")
-    measures.snapshots(folder)         # before the costlier functional key frequencies
+    measures.snapshots(folder)         # before the costlier in-use key frequencies
     params, config, _ = _load_model(folder)
-    key = fourier_report(params, config, threshold)["functional_key_frequencies"]
+    key = in_use_of(params, config["activation"], config["seq_len"])
     target = _output_folder(out, folder)
     r = run_progress(folder, config, key, target)
-    click.echo(f"measured {len(r['rows'])} snapshots at the functional key frequencies "
+    click.echo(f"measured {len(r['rows'])} snapshots at the in-use key frequencies "
                f"{' '.join(map(str, key))}")
     for ph in r["phases"]:
         click.echo(f"{ph['name']:<18} steps {ph['start']:>6} to {ph['end']:>6}{' (open)' if ph['open'] else ''}")
@@ -390,8 +385,10 @@ def bench(threads, repeats):
 @click.option("--out", type=click.Path(), required=True, help="folder for model.npz")
 @click.option("--phases", type=int, default=16, show_default=True, help="phases per frequency")
 @click.option("--offsets", type=int, default=16, show_default=True, help="offsets per phase")
+@click.option("--scale", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              help="multiply the logits (the model's confidence, not its answers)")
 @click.option("--overwrite", is_flag=True, help="replace an existing model.npz in --out")
-def construct(p, freqs, out, phases, offsets, overwrite):
+def construct(p, freqs, out, phases, offsets, scale, overwrite):
     """Build, without training, an RNN that adds mod p by Fourier multiplication with
     exactly the given frequencies, check it classifies every pair, and save it as a
     checkpoint (OUT/model.npz) that every analysis command reads."""
@@ -403,7 +400,7 @@ def construct(p, freqs, out, phases, offsets, overwrite):
         planted = [int(k) for k in freqs.split(",") if k.strip()]
     except ValueError:
         raise TinymodError(f"--freqs must be comma-separated integers, got {freqs!r}") from None
-    params, accuracy = builder.build(p, planted, phases, offsets)
+    params, accuracy = builder.build(p, planted, phases, offsets, scale=scale)
     folder = _output_folder(out, None)
     path = folder / "model.npz"
     if path.exists() and not overwrite:
@@ -411,7 +408,8 @@ def construct(p, freqs, out, phases, offsets, overwrite):
     H = params["W_hh"].shape[0]
     config = {"p": p, "d_embed": params["E"].shape[1], "d_hidden": H, "activation": "relu",
               "seq_len": 2, "frac": 0.3, "seed": 0, "step": 0, "dtype": "float64",
-              "constructed": {"freqs": sorted(set(planted)), "phases": phases, "offsets": offsets}}
+              "constructed": {"freqs": sorted(set(planted)), "phases": phases, "offsets": offsets,
+                              "scale": scale}}
     checkpoint.save(path, params, config)
     click.echo(f"wrote {path}: p = {p}, frequencies {sorted(set(planted))}, H = {H}, "
                f"accuracy on all pairs {100 * accuracy:.1f}%")

@@ -41,9 +41,12 @@ def check_freqs(p, freqs):
     return freqs
 
 
-def build(p, freqs, phases=16, offsets=8, dtype="float64"):
-    """(params, accuracy on all pairs) of the hand-built RNN; raises if any pair is wrong."""
+def build(p, freqs, phases=16, offsets=8, dtype="float64", scale=1.0):
+    """(params, accuracy on all pairs) of the hand-built RNN; raises if any pair is wrong.
+    `scale` multiplies the readout: the logits, so the model's confidence (not its answers)."""
     freqs = check_freqs(p, freqs)
+    if not scale > 0:
+        raise TinymodError(f"the logit scale must be positive, got {scale}")
     if phases < 4 or offsets < 1:
         raise TinymodError(f"need at least 4 phases and 1 offset, got {phases} and {offsets}")
     K = len(freqs)
@@ -74,7 +77,7 @@ def build(p, freqs, phases=16, offsets=8, dtype="float64"):
                 W_hh[unit, 0] = -BETA * (np.cos(ph) + np.sin(ph))
                 W_out[:, unit] = np.cos(2 * ph + th - w * n)
                 unit += 1
-    W_out /= phases * offsets
+    W_out *= scale / (phases * offsets)
     params = {"E": E, "W_ih": W_ih, "W_hh": W_hh, "b_h": b_h, "W_out": W_out, "b_out": np.zeros(p)}
     params = {k: v.astype(dtype) for k, v in params.items()}
     x = all_tuples(p, 2)

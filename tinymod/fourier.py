@@ -165,6 +165,18 @@ def neuron_frequencies(hidden):
     return dominant, explained
 
 
+def design(angles, freqs, p, multiples=(1,)):
+    """(N, 1 + 2 |freqs| |multiples| |angles|): a constant and cos/sin(m w_k angle) for each
+    frequency k, multiple m and angle (N,) of residues."""
+    columns = [np.ones(len(angles[0]))]
+    for k in freqs:
+        for m in multiples:
+            w = 2 * np.pi * m * k / p
+            for angle in angles:
+                columns += [np.cos(w * angle), np.sin(w * angle)]
+    return np.stack(columns, axis=1)
+
+
 def fvu(y, fit, axis=None):
     """Fraction of variance unexplained, 1 - R^2: the residual sum of squares over the sum
     of squares of y centred on its mean over `axis` (every axis when None)."""
@@ -224,12 +236,7 @@ def fit_hidden(hidden, key):
     angles = list(tokens.T) + [tokens.sum(axis=1)]                 # each token, and the sum
     if T == 2:
         angles.append(tokens[:, 0] - tokens[:, 1])                 # a - b
-    columns = [np.ones(len(tokens))]
-    for k in key:
-        w = 2 * np.pi * k / p
-        for angle in angles:
-            columns += [np.cos(w * angle), np.sin(w * angle)]
-    X = np.stack(columns, axis=1)                                  # (N, F)
+    X = design(angles, key, p)                                     # (N, F)
     Y = hidden.reshape(-1, H)
     coef, *_ = np.linalg.lstsq(X, Y, rcond=None)
     fit = X @ coef
@@ -315,11 +322,6 @@ def weight_key_frequencies(params, threshold=0.25):
 THRESHOLDS = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5)   # the spectral count is reported at each
 
 
-def strength_order(mean_share):
-    """Frequencies k >= 1, strongest first (by mean share; ties by k)."""
-    return sorted(range(1, len(mean_share)), key=lambda k: (-mean_share[k], k))
-
-
 def hidden_by_sum(hidden):
     """The hidden state's mean over the tuples with each running sum s (p, H): the part of
     h_T that is a function of s alone."""
@@ -330,17 +332,17 @@ def hidden_by_sum(hidden):
     return out / np.bincount(sums, minlength=p)[:, None]
 
 
-def analyze(params, activation="relu", threshold=0.25, fit_key=None, split=None, seq_len=2):
-    """The whole Fourier picture of a model over all p**seq_len tuples (see analyze_tables)."""
-    return analyze_tables(params, activation, threshold, fit_key, split, seq_len)[0]
+def energy_shares_at(spectra, totals, freqs):
+    """Each component's share of its non-constant energy at the frequencies `freqs`."""
+    freqs = list(freqs)
+    return {name: float(np.sum(spectra[name][freqs]) / totals[name]) if totals[name] > 0 else 0.0
+            for name in spectra}
 
 
-def analyze_tables(params, activation="relu", threshold=0.25, fit_key=None, split=None, seq_len=2):
-    """(report, tables): the whole Fourier picture of a model over all p**seq_len tuples, as JSON-ready data.
-
-    The fits, the energy shares under `energy_share_fit` and the logit-level measures use
-    `fit_key` (the spectral key frequencies when None). `split`, a pair of (n, T) arrays
-    of train and test tuples, adds the restricted and excluded losses. The 2-D hidden
+def analyze_tables(params, activation="relu", threshold=0.25, seq_len=2):
+    """(report, tables): the spectra of a model over all p**seq_len tuples, its spectral key
+    frequencies and the energy there, its units' dominant frequencies and its clock, as
+    JSON-ready data; `tables` (model_tables) gains `spectra` and `totals`. The 2-D hidden
     spectrum and the per-unit frequencies exist for T = 2; for other T the hidden state's
     spectrum is that of its mean per running sum."""
     p = params["E"].shape[0]
@@ -357,18 +359,10 @@ def analyze_tables(params, activation="relu", threshold=0.25, fit_key=None, spli
         hidden_total = spectra["hidden"][1:].sum()
     weights = [spectra["E"], spectra["U"], spectra["W_out"]]
     key = key_frequencies(weights, threshold)
-    fit_key = key if fit_key is None else [int(k) for k in fit_key]
     totals = {name: spec[1:].sum() for name, spec in spectra.items()}
     totals["hidden"] = hidden_total
-
-    def share_at(freqs):
-        return {name: float(spectra[name][list(freqs)].sum() / totals[name]) if totals[name] > 0 else 0.0
-                for name in spectra}
-
-    logit_error, fit_accuracy, _ = fit_logits(tables["logits"], fit_key)
-    hidden = fit_hidden(tables["hidden"], fit_key)
+    tables.update(spectra=spectra, totals=totals)
     accuracy = float(np.mean(np.argmax(tables["logits"].reshape(-1, p), axis=1) == grid_sums(seq_len, p)))
-    mean_share = np.mean([shares(s) for s in weights], axis=0)
     report = {
         "p": p,
         "seq_len": seq_len,
@@ -376,21 +370,10 @@ def analyze_tables(params, activation="relu", threshold=0.25, fit_key=None, spli
         "key_rule": KEY_RULE.format(threshold=threshold),
         "threshold": threshold,
         "spectral_count_by_threshold": {str(t): len(key_frequencies(weights, t)) for t in THRESHOLDS},
-        "strength_order": strength_order(mean_share),
         "accuracy_all_pairs": accuracy,
         "spectra": {name: spec.tolist() for name, spec in spectra.items()},
         "hidden_spectrum_2d": None if hidden_2d is None else hidden_2d.tolist(),
-        "energy_share": share_at(key),
-        "energy_share_fit": share_at(fit_key),
-        "fit": {"frequencies": fit_key,
-                "logits_relative_error": logit_error, "logits_fvu": logit_error ** 2,
-                "logits_fit_accuracy": fit_accuracy,
-                "hidden_relative_error": hidden["relative_error"], "hidden_fvu": hidden["fvu"],
-                "hidden_units_alive": hidden["units_alive"],
-                "hidden_units_well_explained": hidden["units_well_explained"],
-                "hidden_share_well_explained": hidden["share_well_explained"],
-                "well_explained_r2": WELL_EXPLAINED, "hidden_unit_r2": hidden["unit_r2"],
-                "measures": FIT_MEASURES},
+        "energy_share": energy_shares_at(spectra, totals, key),
         "neurons": None,
         "clock": clock_coordinates(tables["E"], key),
     }
@@ -398,9 +381,30 @@ def analyze_tables(params, activation="relu", threshold=0.25, fit_key=None, spli
         dominant, explained = neuron_frequencies(tables["hidden"])
         report["neurons"] = {"dominant_frequency": dominant.tolist(), "explained": explained.tolist(),
                              "count_per_frequency": np.bincount(dominant, minlength=p // 2 + 1).tolist()}
+    return report, tables
+
+
+def analyze(params, activation="relu", threshold=0.25, fit_key=None, split=None, seq_len=2):
+    """analyze_tables' report plus the older multi-frequency fits at `fit_key` (the spectral
+    key frequencies when None): `fit`, `energy_share_fit` and, given `split` (train and test
+    tuples), `logit_measures`. The pipeline's fits of named objects live in tinymod.fits."""
+    report, tables = analyze_tables(params, activation, threshold, seq_len)
+    fit_key = report["key_frequencies"] if fit_key is None else [int(k) for k in fit_key]
+    logit_error, fit_accuracy, _ = fit_logits(tables["logits"], fit_key)
+    hidden = fit_hidden(tables["hidden"], fit_key)
+    report["energy_share_fit"] = energy_shares_at(tables["spectra"], tables["totals"], fit_key)
+    report["fit"] = {"frequencies": fit_key,
+                     "logits_relative_error": logit_error, "logits_fvu": logit_error ** 2,
+                     "logits_fit_accuracy": fit_accuracy,
+                     "hidden_relative_error": hidden["relative_error"], "hidden_fvu": hidden["fvu"],
+                     "hidden_units_alive": hidden["units_alive"],
+                     "hidden_units_well_explained": hidden["units_well_explained"],
+                     "hidden_share_well_explained": hidden["share_well_explained"],
+                     "well_explained_r2": WELL_EXPLAINED, "hidden_unit_r2": hidden["unit_r2"],
+                     "measures": FIT_MEASURES}
     if split is not None:
         report["logit_measures"] = logit_measures(tables["logits"], fit_key, *split)
-    return report, tables
+    return report
 
 
 FIT_MEASURES = (

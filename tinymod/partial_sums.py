@@ -24,19 +24,10 @@ ROTATION_RULE = (
     "angle_degrees, the angle of the rotation closest to R; scale, R's mean singular value")
 
 
-def _design(angles, key, p):
-    columns = [np.ones(len(angles[0]))]
-    for k in key:
-        w = 2 * np.pi * k / p
-        for angle in angles:
-            columns += [np.cos(w * angle), np.sin(w * angle)]
-    return np.stack(columns, axis=1)                                  # (N, 1 + 2K|angles|)
-
-
 def fraction_explained(h, angles, key, p):
     """1 - FVU of h (N, H), centred per unit, by a constant and cos/sin(w_k angle) for each
     key frequency and each angle (N,)."""
-    X = _design(angles, key, p)
+    X = fourier.design(angles, key, p)
     coef, *_ = np.linalg.lstsq(X, h, rcond=None)
     unexplained = fourier.fvu(h, X @ coef, axis=0)
     return float("nan") if math.isnan(unexplained) else 1.0 - unexplained
@@ -44,7 +35,7 @@ def fraction_explained(h, angles, key, p):
 
 def key_planes(h1, first, key, p):
     """{k: (H, 2) orthonormal basis of the plane h_1 uses for frequency k, or None}."""
-    X = _design([first], key, p)
+    X = fourier.design([first], key, p)
     coef, *_ = np.linalg.lstsq(X, h1, rcond=None)                    # (1 + 2K, H)
     planes = {}
     for i, k in enumerate(key):

@@ -210,6 +210,40 @@ def ablation_cumulative(report, path):
 PHASE_COLOURS = {"memorisation": "C1", "circuit formation": "C2", "cleanup": "C4"}
 
 
+SET_MARKS = {"key_frequencies": ("spectral", "s", "C2"), "functional_key_frequencies": ("functional", "D", "C1"),
+             "in_use_key_frequencies": ("in use", "o", "C3")}
+
+
+def key_curve(report, path):
+    """The key curve (fourier.json): losses along the strength order on log axes, each named
+    set's members marked on the removal-ratio panel."""
+    rows = report["key_curve"]
+    n = _column(rows, "n")
+    fig, (losses, removal) = _figure(1, 2, figsize=(12, 4.5))
+    for name, label in (("restricted_loss", "restricted (all tuples)"), ("excluded_loss", "excluded (train)"),
+                        ("keep_loss", "only the first n kept in the weights")):
+        losses.plot(n, [max(r[name], 1e-12) for r in rows], marker=".", label=label)
+    losses.axhline(max(report["model_loss"], 1e-12), color="k", lw=0.8, ls=":", label="the model")
+    losses.set(yscale="log", xlabel="n, the first n frequencies by logit energy", ylabel="cross-entropy loss",
+               title="losses along the strength order")
+    removal.plot(n, _column(rows, "removal_loss_ratio"), color="grey", lw=0.8)
+    for field, (label, marker, colour) in SET_MARKS.items():
+        members = set(report[field])
+        picked = [r for r in rows if r["frequency"] in members]
+        removal.plot([r["n"] for r in picked], [r["removal_loss_ratio"] for r in picked], marker,
+                     color=colour, mfc="none", ms=6 + 3 * list(SET_MARKS).index(field), ls="none",
+                     label=f"{label} ({len(members)})")
+    removal.axhline(report["key_sets"]["in_use"]["factor"], color="C3", lw=0.8, ls="--", label="in-use factor")
+    removal.set(yscale="log", xlabel="n", ylabel="loss with the n-th alone removed / model's loss",
+                title="removing one frequency from the weights")
+    ax_ticks = [r["n"] for r in rows]
+    for ax in (losses, removal):
+        ax.set_xticks(ax_ticks, [f"{r['n']}\n{r['frequency']}" for r in rows], fontsize=7)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def progress(report, path, title=""):
     """Six panels on one step axis (0, then log): accuracies, losses (with restricted and
     excluded), weight norm, energy at the key frequencies, sparsity and low rank; the

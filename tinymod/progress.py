@@ -1,6 +1,6 @@
 """Progress measures through training (after Nanda et al. 2023, "Progress measures for
 grokking"): every parameter snapshot of a run, measured against the final model's
-functional key frequencies S, and the three phases they reveal.
+in-use key frequencies S (keysets), and the three phases they reveal.
 
 Per snapshot (one row):
   - train/test loss and accuracy, the weight norm (total and per matrix);
@@ -30,7 +30,7 @@ PHASE_RULES = {
     "circuit formation": f"from the end of memorisation to the first snapshot with test accuracy >= {HALF}",
     "cleanup": (f"from the end of circuit formation to the first snapshot with test loss <= "
                 f"ln(1/{CLEAN}) (on geometric average {CLEAN:.0%} of the probability on the right "
-                f"answer, the functional key frequencies' bar), or to the last snapshot, marked open"),
+                f"answer), or to the last snapshot, marked open"),
 }
 NAMES = tuple(PHASE_RULES)
 
@@ -108,7 +108,7 @@ def snapshots(folder):
 
 def analyze(folder, config, key, on_row=None):
     """progress.json's content for the run in `folder`, measured at the frequencies `key`
-    (the final model's functional set). Raises TinymodError when there are no snapshots."""
+    (the final model's in-use set). Raises TinymodError when there are no snapshots."""
     found = snapshots(folder)
     ds = make_dataset(config["p"], config["seq_len"], config["frac"], config["seed"])
     rows = []
@@ -122,5 +122,5 @@ def analyze(folder, config, key, on_row=None):
         if on_row:
             on_row(rows[-1])
     return {"key_frequencies": [int(k) for k in key],
-            "key_set": "the final model's functional key frequencies (fourier.json)",
+            "key_set": "the final model's in-use key frequencies (fourier.json's in_use_key_frequencies)",
             "rows": rows, "phases": phases(rows), "phase_rules": PHASE_RULES}

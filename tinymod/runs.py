@@ -24,7 +24,7 @@ CONFIG, METRICS, MODEL, LOCK = "config.json", "metrics.jsonl", "model.npz", ".lo
 CHECKPOINTS, SNAPSHOTS = "checkpoints", "snapshots"
 TRAINING_FIGURES = ("curves.png", "weight_norm.png")
 ANALYSIS_FIGURES = ("progress.png", "fourier_spectra.png", "hidden_spectrum_2d.png",
-                    "neurons_per_frequency.png", "clock.png", "clock_through_time.png",
+                    "neurons_per_frequency.png", "clock.png", "clock_through_time.png", "key_curve.png",
                     "singular_values.png", "ablation_single.png", "ablation_cumulative.png")
 ANALYSIS_OUTPUTS = ("fourier.json", "svd.json", "ablation.json", "progress.json", "control.json",
                     "report.md") + ANALYSIS_FIGURES

@@ -126,13 +126,16 @@ def _analysis(folder):
     from tinymod.report import claims
     read = lambda name: json.loads((folder / name).read_text())
     fourier, svd, ablation = read("fourier.json"), read("svd.json")["matrices"], read("ablation.json")
-    fit = fourier["fit"]
+    used = fourier["key_sets"]["in_use"]
+    fits = {f"{name}_{measure}": e[measure] for name, e in (fourier["fits"]["in_use"] or {}).items()
+            for measure in ("fvu", "relative_l2")}
     return {"key_frequencies": fourier["key_frequencies"],
             "functional_key_frequencies": fourier["functional_key_frequencies"],
-            "logits_fvu": fit["logits_fvu"], "hidden_fvu": fit["hidden_fvu"],
-            "hidden_share_well_explained": fit["hidden_share_well_explained"],
-            "restricted_loss": fourier.get("logit_measures", {}).get("restricted_loss"),
-            "excluded_loss": fourier.get("logit_measures", {}).get("excluded_loss"),
+            "in_use_key_frequencies": fourier["in_use_key_frequencies"],
+            "in_use_logit_energy_share": used["logit_energy_share"],
+            "restricted_loss": used["restricted_loss"], "excluded_loss": used["excluded_loss"],
+            "model_loss": fourier["model_loss"], "in_use_fits": fits,
+            "share_well_explained_nanda": fourier["fits"]["share_well_explained_nanda"],
             "verdicts": {c.claim: c.verdict for c in claims(fourier, svd, ablation)}}
 
 
@@ -204,7 +207,8 @@ def run(grid_path, out, workers=None, scheduler=None, report=True, axes=None, ec
 # --- results ----------------------------------------------------------------------------------
 
 def _flat(entry):
-    row = {k: v for k, v in entry.items() if k not in ("settings", "verdicts")}
+    row = {k: v for k, v in entry.items() if k not in ("settings", "verdicts", "in_use_fits")}
+    row.update({f"in_use_fit_{k}": v for k, v in (entry.get("in_use_fits") or {}).items()})
     row.update({f"setting_{k}": v for k, v in (entry.get("settings") or {}).items()})
     row.update({f"verdict: {k}": v for k, v in (entry.get("verdicts") or {}).items()})
     return {k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()}
@@ -253,17 +257,25 @@ def claims_table(entries):
                   f"{len(grokked)} grokked", "",
                   "| measure | mean ± sd (range) over runs |", "| --- | --- |",
                   f"| grok step (test accuracy ≥ 99%) | {_stats(grokked)} |",
-                  f"| functional key frequencies | {_stats([len(e['functional_key_frequencies']) for e in ok if 'functional_key_frequencies' in e])} |",
-                  f"| spectral key frequencies | {_stats([len(e['key_frequencies']) for e in ok if 'key_frequencies' in e])} |",
-                  f"| logit fit FVU | {_stats([e.get('logits_fvu') for e in ok])} |",
-                  f"| hidden fit FVU | {_stats([e.get('hidden_fvu') for e in ok])} |",
-                  f"| restricted loss | {_stats([e.get('restricted_loss') for e in ok])} |",
-                  f"| excluded loss | {_stats([e.get('excluded_loss') for e in ok])} |", ""]
+                  *[f"| {label} key frequencies (count) | {_stats([len(e[field]) for e in ok if field in e])} |"
+                    for label, field in (("in-use", "in_use_key_frequencies"), ("functional", "functional_key_frequencies"),
+                                         ("spectral", "key_frequencies"))],
+                  f"| logit energy at the in-use set | {_stats([e.get('in_use_logit_energy_share') for e in ok])} |",
+                  f"| restricted loss at the in-use set (all tuples) | {_stats([e.get('restricted_loss') for e in ok])} |",
+                  f"| excluded loss at the in-use set (train tuples) | {_stats([e.get('excluded_loss') for e in ok])} |",
+                  *[f"| {name} at the in-use set | {_stats([(e.get('in_use_fits') or {}).get(name) for e in ok])} |"
+                    for name in dict.fromkeys(n for e in ok for n in (e.get("in_use_fits") or {}))],
+                  f"| well-explained units, Nanda's single-frequency measure | "
+                  f"{_stats([e.get('share_well_explained_nanda') for e in ok])} |", ""]
         claims = list(dict.fromkeys(c for e in ok for c in e.get("verdicts", {})))
         if claims:
-            lines += ["| claim | runs that reproduce it |", "| --- | --- |"]
-            lines += [f"| {c} | {sum(e['verdicts'].get(c) == 'reproduced' for e in ok)} of {len(ok)} |"
-                      for c in claims]
+            lines += ["| claim | verdicts over runs |", "| --- | --- |"]
+            for c in claims:
+                tally = {}
+                for e in ok:
+                    verdict = e["verdicts"].get(c, "not measured")
+                    tally[verdict] = tally.get(verdict, 0) + 1
+                lines.append(f"| {c} | " + "; ".join(f"{v}: {n} of {len(ok)}" for v, n in tally.items()) + " |")
             lines.append("")
     return lines
 

@@ -1,0 +1,119 @@
+"""Fits of named objects: how much of each stage of the model a few Fourier terms explain.
+
+Letters: p residues, T tokens, N = p**T tuples, H hidden units, S a frequency set,
+w_k = 2 pi k / p, s_t = x_1 + ... + x_t the running sum, h_t^pre = E[x_t] W_ih^T +
+h_{t-1} W_hh^T + b_h the pre-activation at step t (h_0 = 0), h_t = act(h_t^pre).
+
+Each object Y (rows over the tuples, one column per unit) is fitted by least squares on a
+constant and cos/sin(w_k angle) for k in S and the object's angles (FIT_RULE), and scored by
+  fvu             pooled: sum of squared residuals / sum of squared deviations from each
+                  unit's mean (the fraction of variance unexplained, 1 - R^2);
+  fvu_median_unit the median of the per-unit FVUs, units with zero variance left out and
+                  counted in `units_constant`;
+  relative_l2     the square root of the pooled FVU: ||Y - fit|| / ||Y - mean||.
+"""
+import numpy as np
+
+from tinymod import fourier
+from tinymod.backend import to_numpy
+from tinymod.data import all_tuples
+
+WELL_EXPLAINED = 0.85     # a unit is well explained when this much of its variance is
+HARMONIC = {"relu": 2, "tanh": 3}   # the activation's own harmonic of w_k
+FIT_RULE = {
+    "T = 2": ("h1_preactivation: E W_ih^T + b_h over a, on cos/sin(w_k a); h2_preactivation: over "
+              "the (a, b) grid, on cos/sin(w_k a) and cos/sin(w_k b); h2: the activation, on "
+              "cos/sin of w_k and of m w_k times a, b, a+b and a-b (m = 2 for relu, 3 for tanh: the "
+              "activation's own harmonic); logits: each answer's table, on cos/sin(w_k (a+b))"),
+    "T > 2": ("h{t}_preactivation for each step t: on cos/sin of w_k times each token seen x_1..x_t "
+              "and times the running sum s_t; h{T}: the same angles at w_k and m w_k; logits: each "
+              "answer's table, on cos/sin(w_k s_T)"),
+    "all": "every fit also has a constant; k runs over the set the table is named for",
+}
+MEASURES = ("fvu: pooled fraction of variance unexplained (each unit centred on its mean); "
+            "fvu_median_unit: median over units with non-zero variance; relative_l2 = sqrt(fvu)")
+
+
+def score(Y, X):
+    """Least-squares fit of every column of Y (N, U) on X (N, F): FVU pooled and per unit."""
+    coef, *_ = np.linalg.lstsq(X, Y, rcond=None)
+    residual = np.sum((Y - X @ coef) ** 2, axis=0)                  # (U,)
+    variance = np.sum((Y - Y.mean(axis=0)) ** 2, axis=0)            # (U,)
+    live = variance > 1e-12 * max(float(variance.max()), 1e-300)
+    total = float(variance[live].sum())
+    pooled = float(residual[live].sum() / total) if total > 0 else float("nan")
+    unit = residual[live] / variance[live]
+    return {"fvu": pooled, "fvu_median_unit": float(np.median(unit)) if unit.size else float("nan"),
+            "relative_l2": float(np.sqrt(pooled)), "units": int(Y.shape[1]),
+            "units_constant": int((~live).sum()), "unit_r2": np.where(live, 1 - residual / np.where(live, variance, 1), np.nan)}
+
+
+def preactivations(params, activation, seq_len):
+    """[h_1^pre, ..., h_T^pre] over all N tuples as (N, H) float64 rows, and the tuples."""
+    P = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}
+    act = {"relu": lambda z: np.maximum(z, 0), "tanh": np.tanh}[activation]
+    tokens = all_tuples(P["E"].shape[0], seq_len)                   # (N, T)
+    U = P["E"] @ P["W_ih"].T                                        # (p, H)
+    h = np.zeros((len(tokens), P["W_hh"].shape[0]))
+    out = []
+    for t in range(seq_len):
+        out.append(U[tokens[:, t]] + h @ P["W_hh"].T + P["b_h"])    # (N, H)
+        h = act(out[-1])
+    return out, tokens, act
+
+
+def named_objects(params, activation, seq_len, logits):
+    """{name: (Y (N, units), angles, multiples)} for FIT_RULE at this T."""
+    pre, tokens, act = preactivations(params, activation, seq_len)
+    p = logits.shape[-1]
+    harmonic = (1, HARMONIC[activation])
+    sums = lambda t: tokens[:, :t].sum(axis=1)
+    if seq_len == 2:
+        a, b = tokens.T
+        objects = {"h1_preactivation": (pre[0][::p], [a[::p]], (1,)),     # one row per a
+                   "h2_preactivation": (pre[1], [a, b], (1,)),
+                   "h2": (act(pre[1]), [a, b, a + b, a - b], harmonic)}
+    else:
+        objects = {f"h{t}_preactivation": (pre[t - 1], [*tokens[:, :t].T, sums(t)], (1,))
+                   for t in range(1, seq_len + 1)}
+        objects[f"h{seq_len}"] = (act(pre[-1]), [*tokens.T, sums(seq_len)], harmonic)
+    objects["logits"] = (logits.reshape(-1, p), [sums(seq_len)], (1,))
+    return objects
+
+
+def fit_set(objects, freqs, p):
+    """The fits of every named object at the frequency set `freqs`; None for an empty set."""
+    if not freqs:
+        return None
+    out = {}
+    for name, (Y, angles, multiples) in objects.items():
+        result = score(Y, fourier.design(angles, freqs, p, multiples))
+        r2 = result.pop("unit_r2")
+        if name.startswith("h") and not name.endswith("preactivation"):
+            well = np.nan_to_num(r2, nan=-1) >= WELL_EXPLAINED
+            result["share_well_explained_ours"] = float(well.sum() / max(result["units"] - result["units_constant"], 1))
+        out[name] = result
+    return out
+
+
+def nanda_share(hidden):
+    """Nanda et al.'s share of well-explained units (T = 2): the unit's single strongest
+    frequency (its (k, 0), (0, k) and (k, k) terms) explains >= WELL_EXPLAINED of its variance."""
+    dominant, explained = fourier.neuron_frequencies(hidden)
+    live = dominant > 0
+    return float(np.sum(explained[live] >= WELL_EXPLAINED) / max(int(live.sum()), 1))
+
+
+def analyze(params, activation, seq_len, logits, hidden, sets):
+    """fourier.json's `fits`: per named set ({name: freqs}), the named objects' fits."""
+    p = logits.shape[-1]
+    objects = named_objects(params, activation, seq_len, logits)
+    out = {"rule": FIT_RULE, "measures": MEASURES, "well_explained": WELL_EXPLAINED,
+           "share_well_explained_nanda": nanda_share(hidden) if seq_len == 2 else None,
+           "share_rules": {
+               "nanda": f"T = 2 only: a unit's single strongest frequency (its a, b and a±b terms) "
+                        f"explains at least {WELL_EXPLAINED} of its variance; independent of the set",
+               "ours": f"the unit's R^2 in the h{seq_len} fit at the set is at least {WELL_EXPLAINED}"}}
+    for name, freqs in sets.items():
+        out[name] = fit_set(objects, freqs, p)
+    return out

@@ -1,0 +1,192 @@
+"""Which frequencies a model uses: the logit-energy strength order, the key curve, and the
+three named key sets, each with its rule.
+
+Letters: p residues, K = floor(p/2) frequencies (k = 1..K), w_k = 2 pi k / p, T tokens,
+N = p**T tuples, s = x_1 + ... + x_T (mod p) the sum a tuple's answer depends on.
+
+- Strength: e_k = sum over the tuples and answers c of (Pi_k l)^2, where Pi_k projects each
+  answer's logit table onto span{cos(w_k s), sin(w_k s)}. Strongest first, ties to the
+  smaller k.
+- `key_frequencies` (dominant): the spectral rule of `fourier.key_frequencies`.
+- `functional_key_frequencies` (sufficient): the shortest prefix of the strength order that
+  is enough on its own (FUNCTIONAL_RULE), counted at several levels.
+- `in_use_key_frequencies` (used): every k whose removal alone from the weights (site
+  `both`) multiplies the model's loss over all tuples by at least FACTOR, counted at
+  several factors so that a reader sees whether the count sits in a gap or on an edge.
+The key curve follows the strength order, one row per prefix (KEY_CURVE_RULE).
+"""
+import math
+
+import numpy as np
+
+from tinymod import ablate, fourier, rnn
+from tinymod.backend import asarray, namespace
+from tinymod.config import EVAL_BATCH
+from tinymod.data import all_tuples, targets
+
+LEVEL = 0.99                              # the functional set's level
+LEVELS = (0.9, 0.99, 0.999, 0.9999)       # the functional count is reported at each
+FACTOR = 2.0                              # the in-use set's loss factor
+FACTORS = (1.5, 2.0, 3.0, 5.0)            # the in-use count is reported at each
+CURVE_SHARE = 0.999                       # the curve runs until this share of logit energy
+
+STRENGTH_RULE = ("frequencies k >= 1 by their logit energy e_k = sum over all tuples and answers "
+                 "c of (Pi_k l)^2, Pi_k projecting each answer's logit table onto span{cos(w_k s), "
+                 "sin(w_k s)}, s the sum of the tokens mod p; descending, ties to the smaller k")
+FUNCTIONAL_RULE = (
+    "the shortest prefix S of the strength order such that the model with every frequency "
+    "outside S removed at site both has, on all tuples, accuracy at least the full model's and "
+    "mean loss at most max(full loss * (1 + 1e-6), ln(1/level)), level {level}")
+IN_USE_RULE = ("every frequency k >= 1 whose removal alone from the weights (site both) "
+               "multiplies the model's mean loss over all tuples by at least {factor:g} (for a model "
+               "whose loss is exactly 0 in float64: raises it at all)")
+KEY_CURVE_RULE = (
+    f"one row per prefix n = 1..N of the strength order; N is the first n whose cumulative "
+    f"share of the logit energy reaches {CURVE_SHARE}, raised to at least the in-use set's size "
+    f"+ 3 and the functional set's size, at most floor(p/2). restricted_loss (all tuples) and "
+    f"restricted_test_loss: the logits keeping each answer's mean and the first n frequencies' "
+    f"terms in s; excluded_loss (train tuples): the logits with those terms taken out (Nanda et "
+    f"al. 2023); keep_accuracy / keep_loss: only the first n frequencies kept in the weights "
+    f"(site both), all tuples; removal_loss_ratio: the n-th frequency alone removed from the "
+    f"weights (site both), loss over all tuples over the full model's")
+
+
+def logit_energy(logits):
+    """e_k for k = 0..K (STRENGTH_RULE), logits a grid (p,)*T + (p,) over the answer c.
+
+    Pi_k l depends on a tuple only through s, so it is the projection of G(s, c) / m, the
+    mean of l over the m = N / p tuples with that s, and its energy over the tuples is
+    m * ||P_k G / m||^2 = spectrum(G)_k / m."""
+    p, T = logits.shape[-1], logits.ndim - 1
+    L = logits.reshape(-1, p)                                      # (N, p)
+    G = np.zeros((p, p))                                           # (s, c)
+    np.add.at(G, fourier.grid_sums(T, p), L)
+    return fourier.spectrum(G, axis=0) / (L.shape[0] / p)
+
+
+def strength_order(energy):
+    """Frequencies k >= 1, strongest first by `energy` (indexed by k), ties to the smaller k."""
+    return sorted(range(1, len(energy)), key=lambda k: (-energy[k], k))
+
+
+class Scorer:
+    """Loss and accuracy over all tuples of the float64 model with frequencies removed from
+    the weights at site `both`; remembers what it has scored."""
+
+    def __init__(self, params, activation, seq_len):
+        xp, like = namespace(params["E"]), params["E"]
+        p = params["E"].shape[0]
+        tuples = all_tuples(p, seq_len)
+        self.x = asarray(xp, tuples, like=like)
+        self.y = asarray(xp, targets(tuples, p), like=like)
+        self.params, self.activation, self.p = params, activation, p
+        self.seen = {}
+
+    def __call__(self, removed):
+        key = tuple(sorted(int(k) for k in removed))
+        if key not in self.seen:
+            loss, acc = rnn.evaluate(ablate.remove(self.params, key, "both"), self.x, self.y,
+                                     self.activation, EVAL_BATCH)
+            self.seen[key] = {"accuracy": acc, "loss": loss}
+        return self.seen[key]
+
+    def keep(self, kept):
+        """The model with only `kept` left of the frequencies k >= 1."""
+        return self(sorted(set(range(1, self.p // 2 + 1)) - set(kept)))
+
+
+def ratio(loss, full):
+    """loss / full; for a model whose loss is exactly 0 in float64, 1 or infinite."""
+    return loss / full if full > 0 else (math.inf if loss > 0 else 1.0)
+
+
+def removal_ratios(score):
+    """{k: loss with k alone removed / full loss} for every k >= 1."""
+    full = score([])["loss"]
+    return {k: ratio(score([k])["loss"], full) for k in range(1, score.p // 2 + 1)}
+
+
+def in_use(ratios, factor=FACTOR):
+    """IN_USE_RULE: ascending ints."""
+    return sorted(k for k, r in ratios.items() if r >= factor)
+
+
+def in_use_of(params, activation, seq_len, factor=FACTOR):
+    """The in-use set alone (IN_USE_RULE), for commands that need nothing else."""
+    return in_use(removal_ratios(Scorer(params, activation, seq_len)), factor)
+
+
+def functional_size(score, order, level=LEVEL):
+    """The functional set's size at `level` (FUNCTIONAL_RULE): the first prefix that is enough."""
+    full = score([])
+    bound = max(full["loss"] * (1 + 1e-6), math.log(1 / level))
+    for n in range(len(order) + 1):
+        kept = score.keep(order[:n])
+        if kept["accuracy"] >= full["accuracy"] and kept["loss"] <= bound:
+            return n
+    return len(order)
+
+
+def curve(logits, energy, order, score, ratios, size, split):
+    """KEY_CURVE_RULE's rows for prefixes 1..size."""
+    total = float(np.sum(energy[1:]))
+    cumulative = np.cumsum([energy[k] for k in order]) / total if total > 0 else np.zeros(len(order))
+    rows = []
+    for n in range(1, size + 1):
+        kept = score.keep(order[:n])
+        rows.append({"n": n, "frequency": order[n - 1], "energy_share": float(cumulative[n - 1]),
+                     **fourier.logit_measures(logits, order[:n], *split),
+                     "keep_accuracy": kept["accuracy"], "keep_loss": kept["loss"],
+                     "removal_loss_ratio": float(ratios[order[n - 1]])})
+    return rows
+
+
+def curve_length(energy, order, in_use_size, functional):
+    total = float(np.sum(energy[1:]))
+    shares = np.cumsum([energy[k] for k in order]) / total if total > 0 else np.ones(len(order))
+    reach = int(np.searchsorted(shares, CURVE_SHARE - 1e-12) + 1)
+    return min(len(order), max(reach, in_use_size + 3, functional))
+
+
+def set_summary(freqs, rule, energy, logits, split):
+    """A named set: its members, rule, share of the logit energy and Nanda's two losses."""
+    total = float(np.sum(energy[1:]))
+    return {"frequencies": [int(k) for k in freqs], "size": len(freqs), "rule": rule,
+            "logit_energy_share": float(sum(energy[k] for k in freqs) / total) if total > 0 else 0.0,
+            **fourier.logit_measures(logits, freqs, *split)}
+
+
+def analyze(params, activation, seq_len, logits, spectral, spectral_rule, split):
+    """The strength order, the three named sets and the key curve, JSON-ready.
+
+    `logits` is the model's grid of logits (fourier.model_tables), `spectral` the dominant
+    set with its rule, `split` the run's (train, test) tuples."""
+    energy = logit_energy(logits)
+    order = strength_order(energy)
+    score = Scorer(params, activation, seq_len)
+    ratios = removal_ratios(score)
+    used = in_use(ratios)
+    counts = {str(level): functional_size(score, order, level) for level in LEVELS}
+    functional = sorted(order[:counts[str(LEVEL)]])
+    full = score([])
+    return {
+        "strength_rule": STRENGTH_RULE,
+        "logit_energy": [float(e) for e in energy],
+        "strength_order": order,
+        "model_loss": full["loss"], "model_accuracy": full["accuracy"],
+        "key_frequencies": [int(k) for k in spectral],
+        "functional_key_frequencies": functional,
+        "in_use_key_frequencies": used,
+        "functional_counts_by_level": counts,
+        "in_use_counts_by_factor": {f"{f:g}": len(in_use(ratios, f)) for f in FACTORS},
+        "key_sets": {
+            "spectral": set_summary(spectral, spectral_rule, energy, logits, split),
+            "functional": {**set_summary(functional, FUNCTIONAL_RULE.format(level=LEVEL), energy, logits, split),
+                           "level": LEVEL},
+            "in_use": {**set_summary(used, IN_USE_RULE.format(factor=FACTOR), energy, logits, split),
+                       "factor": FACTOR},
+        },
+        "key_curve_rule": KEY_CURVE_RULE,
+        "key_curve": curve(logits, energy, order, score, ratios,
+                           curve_length(energy, order, len(used), len(functional)), split),
+    }
