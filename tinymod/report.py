@@ -237,12 +237,12 @@ def key_set_tables(r):
 def fourier_tables(r):
     """Markdown: the energy per component at each set, the fits of named objects per set."""
     lines = [f"Energy at each set (share of each component's non-constant energy).", ""]
-    lines += _table(["component", *SET_FIELDS],
+    lines += _table(["component", *[name.replace("_", "-") for name in SET_FIELDS]],
                     [[label, *[_pct(r["energy_share_by_set"][s][n]) for s in SET_FIELDS]]
                      for n, label in COMPONENTS.items()])
     fits = r["fits"]
     lines += ["", f"Fits of named objects ({fits['measures']}):", ""]
-    for rule in fits["rule"].values():
+    for rule in (fits["rule"]["T = 2" if r["seq_len"] == 2 else "T > 2"], fits["rule"]["all"]):
         lines.append(f"- {rule}")
     lines.append("")
     rows = []

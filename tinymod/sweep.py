@@ -275,7 +275,7 @@ def claims_table(entries):
                 for e in ok:
                     verdict = e["verdicts"].get(c, "not measured")
                     tally[verdict] = tally.get(verdict, 0) + 1
-                lines.append(f"| {c} | " + "; ".join(f"{v}: {n} of {len(ok)}" for v, n in tally.items()) + " |")
+                lines.append(f"| {c} | " + "; ".join(f"{v} ({n} of {len(ok)})" for v, n in tally.items()) + " |")
             lines.append("")
     return lines
 
