@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinymod import construct, fourier
+from tinymod import construct, fits, fourier, tabulate
 from tinymod.cli import main
 
 ps = st.integers(2, 40)
@@ -90,7 +90,7 @@ def test_constructed_model_is_perfect_and_recovered_exactly(case):
     p, freqs = case
     params, accuracy = construct.build(p, freqs, phases=16, offsets=8)
     assert accuracy == 1.0
-    report = fourier.analyze(params)
+    report = tabulate.analyze(params)
     assert report["key_frequencies"] == freqs
     assert report["accuracy_all_pairs"] == 1.0
     for name in ("E", "U", "W_out", "logits"):
@@ -102,7 +102,7 @@ def test_constructed_model_is_perfect_and_recovered_exactly(case):
 
 
 def test_more_phases_and_offsets_make_the_fit_exact_in_the_limit():
-    errors = [fourier.analyze(construct.build(13, [2, 5], m, r)[0])["fit"]["logits_relative_error"]
+    errors = [tabulate.analyze(construct.build(13, [2, 5], m, r)[0])["fit"]["logits_relative_error"]
               for m, r in ((8, 4), (16, 8), (32, 16))]
     assert errors[0] > errors[1] > errors[2] and errors[2] < 5e-3
 
@@ -111,9 +111,9 @@ def test_fit_of_a_pure_fourier_table_is_exact():
     p, key = 11, [3]
     a, b, c = np.ix_(np.arange(p), np.arange(p), np.arange(p))
     logits = 2 * np.cos(2 * np.pi * 3 * (a + b - c) / p) + 0.1 * np.sin(2 * np.pi * c / p) + a
-    error, accuracy, _ = fourier.fit_logits(logits, key)
+    error, accuracy, _ = fits.fit_logits(logits, key)
     assert error < 1e-12 and accuracy == 1.0
-    assert fourier.fit_logits(logits, [4])[0] > 0.9                  # the wrong frequency
+    assert fits.fit_logits(logits, [4])[0] > 0.9                  # the wrong frequency
 
 
 def test_construct_refuses_bad_frequencies():

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinymod import construct, data, fits, fourier, keysets, report, rnn
+from tinymod import claims, construct, data, fits, fourier, keysets, pipeline, rnn, tabulate
 from tinymod.cli import main
 
 SCALE = 30.0     # hand-built logits scaled so the model is confident (loss well below ln p)
@@ -53,8 +53,8 @@ def direct_restricted_excluded(logits, freqs, train, test):
     key_part = fitted - L.mean(axis=0)
     restricted = fitted.reshape(logits.shape)
     excluded = (L - key_part).reshape(logits.shape)
-    return (fourier.cross_entropy(restricted, tuples), fourier.cross_entropy(restricted, test),
-            fourier.cross_entropy(excluded, train))
+    return (keysets.cross_entropy(restricted, tuples), keysets.cross_entropy(restricted, test),
+            keysets.cross_entropy(excluded, train))
 
 
 @given(planted())
@@ -62,7 +62,7 @@ def test_hand_built_models_in_use_is_the_planted_set_and_the_curve_is_nanda(case
     p, freqs = case
     params, accuracy = confident(p, freqs)
     assert accuracy == 1.0
-    tables = fourier.model_tables(params)
+    tables = tabulate.model_tables(params)
     ds = data.make_dataset(p, 2, 0.3, 0)
     split = (ds.x_train, ds.x_test)
     r = keysets.analyze(params, "relu", 2, tables["logits"], freqs, "planted", split)
@@ -81,7 +81,7 @@ def test_hand_built_models_in_use_is_the_planted_set_and_the_curve_is_nanda(case
     assert used["logit_energy_share"] > 0.999        # the phase grid's aliases leave a little elsewhere
     # Nanda's check, as the mechanism claim reads it: keeping the set loses little, taking
     # it out leaves the uniform guess (the phase grid's leftover grows with the logit scale)
-    assert used["restricted_loss"] <= report.CIRCUIT * r["model_loss"]
+    assert used["restricted_loss"] <= claims.CIRCUIT * r["model_loss"]
     assert used["excluded_loss"] >= math.log(p) / 2
 
 
@@ -92,7 +92,7 @@ def test_at_scale_1_the_functional_set_along_the_strength_order_is_the_planted_s
     leaves the uniform guess."""
     p, freqs = case
     params, _ = construct.build(p, freqs, phases=16, offsets=8)
-    tables = fourier.model_tables(params)
+    tables = tabulate.model_tables(params)
     ds = data.make_dataset(p, 2, 0.3, 0)
     r = keysets.analyze(params, "relu", 2, tables["logits"], freqs, "planted", (ds.x_train, ds.x_test))
     assert r["functional_key_frequencies"] == freqs
@@ -147,7 +147,7 @@ def test_fits_are_zero_on_exact_fourier_tables_and_equal_an_independent_r2(p, H,
 def test_hand_built_pre_activations_are_exactly_fourier_at_the_planted_set(case):
     p, freqs = case
     params, _ = confident(p, freqs)
-    tables = fourier.model_tables(params)
+    tables = tabulate.model_tables(params)
     out = fits.analyze(params, "relu", 2, tables["logits"], tables["hidden"], {"planted": freqs, "none": []})
     assert out["none"] is None
     got = out["planted"]
@@ -165,15 +165,15 @@ def untrained(p=23, T=2, activation="relu"):
 def test_an_untrained_model_uses_no_frequency_and_fails_every_claim_with_a_why():
     from tinymod import ablate, rank
     params, config = untrained()
-    f = report.fourier_report(params, config)
+    f = pipeline.fourier(params, config)
     assert len(f["in_use_key_frequencies"]) <= 1
     assert f["fits"]["in_use"] is None or len(f["in_use_key_frequencies"]) == 1
-    key, strength = fourier.weight_key_frequencies(params)
+    key, strength = keysets.weight_key_frequencies(params)
     svd = rank.analyze(params, "relu", key)
     abl = ablate.analyze(params, config, key, strength, seeds=1)
-    claims = report.claims(f, svd, abl)
-    assert len(claims) == 8
-    for c in claims:
+    verdicts = claims.claims(f, svd, abl)
+    assert len(verdicts) == 8
+    for c in verdicts:
         assert not c.verdict.startswith("reproduced"), c
         assert c.why and c.criterion, c
 
@@ -181,13 +181,13 @@ def test_an_untrained_model_uses_no_frequency_and_fails_every_claim_with_a_why()
 @pytest.mark.parametrize("T, activation", [(3, "relu"), (2, "tanh")])
 def test_three_tokens_and_tanh_have_a_curve_and_fits_whose_rules_say_what_they_use(T, activation):
     params, config = untrained(p=7, T=T, activation=activation)
-    f = report.fourier_report(params, config)
+    f = pipeline.fourier(params, config)
     assert f["key_curve"] and f["key_curve"][0]["n"] == 1
     assert "strength order" in f["key_curve_rule"]
     assert f["fits"]["rule"]["T > 2" if T > 2 else "T = 2"]
     chosen = {"functional": f["functional_key_frequencies"]}
-    out = fits.analyze(params, activation, T, fourier.model_tables(params, activation, T)["logits"],
-                       fourier.model_tables(params, activation, T)["hidden"], chosen)
+    out = fits.analyze(params, activation, T, tabulate.model_tables(params, activation, T)["logits"],
+                       tabulate.model_tables(params, activation, T)["hidden"], chosen)
     names = set(out["functional"] or {})
     expected = ({f"h{t}_preactivation" for t in range(1, T + 1)} | {f"h{T}", "logits"} if T > 2 else
                 {"h1_preactivation", "h2_preactivation", "h2", "logits"})

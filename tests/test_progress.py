@@ -2,7 +2,6 @@
 measures that name themselves, parameter snapshots and `tinymod progress`."""
 import hashlib
 import json
-import math
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinymod import checkpoint, construct, fourier, progress, report, runs
+from tinymod import checkpoint, construct, fits, keysets, pipeline, progress, runs, tabulate
 from tinymod.cli import main
 
 
@@ -26,8 +25,8 @@ def test_sum_projection_is_the_least_squares_fit_on_cos_sin_of_a_plus_b(p, data_
     X = np.stack(columns, axis=1)
     coef, *_ = np.linalg.lstsq(X, L.reshape(p * p, p), rcond=None)
     direct = (X @ coef).reshape(p, p, p)
-    np.testing.assert_allclose(fourier.sum_projection(L, freqs)[s], direct, atol=1e-10)
-    restricted, excluded = fourier.restricted_and_excluded(L, freqs)
+    np.testing.assert_allclose(keysets.sum_projection(L, freqs)[s], direct, atol=1e-10)
+    restricted, excluded = keysets.restricted_and_excluded(L, freqs)
     np.testing.assert_allclose(restricted + excluded, L + L.mean(axis=(0, 1)), atol=1e-10)
 
 
@@ -37,8 +36,8 @@ def test_fvu_is_the_relative_error_squared_on_centred_data(n, m, seed):
     y = rng.standard_normal((n, m))
     fit = y + 0.3 * rng.standard_normal((n, m))
     centred, centred_fit = y - y.mean(), fit - y.mean()
-    assert fourier.fvu(y, fit) == pytest.approx(fourier.relative_error(centred, centred_fit) ** 2)
-    assert fourier.fvu(y, y) == 0.0
+    assert fits.fvu(y, fit) == pytest.approx(fits.relative_error(centred, centred_fit) ** 2)
+    assert fits.fvu(y, y) == 0.0
 
 
 def test_hidden_fit_of_a_pure_product_table_is_exact_and_counts_units():
@@ -47,7 +46,7 @@ def test_hidden_fit_of_a_pure_product_table_is_exact_and_counts_units():
     w = 2 * np.pi * k / p
     hidden = np.stack([np.cos(w * (a + b)), 2 + np.sin(w * (a - b)), np.cos(2 * w * a),
                        np.zeros((p, p))], axis=-1)       # two on key terms, one off, one dead
-    fit = fourier.fit_hidden(hidden, [k])
+    fit = fits.fit_hidden(hidden, [k])
     assert fit["units_alive"] == 3 and fit["units_well_explained"] == 2
     assert fit["unit_r2"][0] == pytest.approx(1.0) and fit["unit_r2"][2] == pytest.approx(0.0, abs=1e-12)
     assert fit["fvu"] == pytest.approx(1 / 3)   # each live unit carries the same variance
@@ -57,8 +56,8 @@ def test_logit_fvu_names_itself():
     p = 11
     a, b, c = np.ix_(np.arange(p), np.arange(p), np.arange(p))
     logits = np.cos(2 * np.pi * 3 * (a + b - c) / p) + 0.5 * np.cos(2 * np.pi * (a - c) / p)
-    error, _, _ = fourier.fit_logits(logits, [3])
-    report_ = fourier.analyze(construct.build(p, [3], 16, 8)[0])
+    error, _, _ = fits.fit_logits(logits, [3])
+    report_ = tabulate.analyze(construct.build(p, [3], 16, 8)[0])
     assert report_["fit"]["logits_fvu"] == pytest.approx(report_["fit"]["logits_relative_error"] ** 2)
     assert 0 < error < 1 and "fraction of variance unexplained" in report_["fit"]["measures"]
 
@@ -99,7 +98,7 @@ def test_progress_on_a_tiny_run(tiny_run):
     result = CliRunner().invoke(main, ["progress", str(run)])
     assert result.exit_code == 0, result.output
     r = json.loads((run / "progress.json").read_text())
-    fourier_report = report.fourier_report(checkpoint.load(run / "model.npz")[0],
+    fourier_report = pipeline.fourier(checkpoint.load(run / "model.npz")[0],
                                            json.loads((run / "config.json").read_text()))
     assert r["key_frequencies"] == fourier_report["in_use_key_frequencies"]
     assert "in_use_key_frequencies" in r["key_set"]

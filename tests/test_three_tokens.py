@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinymod import ablate, data, fourier, partial_sums, reference, rnn
+from tinymod import ablate, data, fits, keysets, partial_sums, reference, rnn, tabulate
 from tinymod.cli import main
 from tinymod.kernels import softmax_xent_rows_portable
 
@@ -28,7 +28,7 @@ def plain(params, T, activation="relu"):
 def test_evaluator_and_tables_agree_with_the_plain_loop(T, seed, p):
     params = rnn.init_params(p, 3, 4, seed=seed, dtype="float64")
     logits, loss, acc = plain(params, T)
-    tables = fourier.model_tables(params, "relu", T)
+    tables = tabulate.model_tables(params, "relu", T)
     np.testing.assert_allclose(tables["logits"].reshape(-1, p), logits, atol=1e-12)
     measured = ablate.Evaluator(p, seq_len=T)(params)
     assert measured["loss"] == pytest.approx(loss, rel=1e-12) and measured["accuracy"] == acc
@@ -41,23 +41,23 @@ def test_evaluator_and_tables_agree_with_the_plain_loop(T, seed, p):
 def test_sum_projection_over_tuples_is_the_least_squares_fit(T, p, data_):
     freqs = sorted(data_.draw(st.sets(st.integers(1, p // 2), max_size=2)))
     L = np.random.default_rng(data_.draw(st.integers(0, 2**32 - 1))).standard_normal((p,) * T + (p,))
-    s = fourier.grid_sums(T, p)
+    s = data.grid_sums(T, p)
     columns = [np.zeros(p ** T)]
     for k in freqs:
         columns += [np.cos(2 * np.pi * k * s / p), np.sin(2 * np.pi * k * s / p)]
     X = np.stack(columns, axis=1)
     coef, *_ = np.linalg.lstsq(X, L.reshape(-1, p), rcond=None)
-    np.testing.assert_allclose(fourier.sum_projection(L, freqs)[s], X @ coef, atol=1e-10)
+    np.testing.assert_allclose(keysets.sum_projection(L, freqs)[s], X @ coef, atol=1e-10)
 
 
 def test_logit_fit_of_a_three_token_fourier_table_is_exact():
     p, k = 7, 2
-    s = fourier.grid_sums(3, p).reshape(p, p, p)[..., None]
+    s = data.grid_sums(3, p).reshape(p, p, p)[..., None]
     c = np.arange(p)
     logits = 3 * np.cos(2 * np.pi * k * (s - c) / p) + 0.2 * c
-    error, accuracy, _ = fourier.fit_logits(logits, [k])
+    error, accuracy, _ = fits.fit_logits(logits, [k])
     assert error < 1e-12 and accuracy == 1.0
-    assert fourier.fit_logits(logits, [k + 1])[0] > 0.9
+    assert fits.fit_logits(logits, [k + 1])[0] > 0.9
 
 
 def test_running_sum_analysis_on_a_hidden_clock():

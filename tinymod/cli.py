@@ -6,6 +6,10 @@ Heavy modules (numpy's maths, numba, matplotlib) are imported inside the command
 import click
 
 from tinymod import __version__
+from tinymod.ablate import SITES
+from tinymod.backend import BACKENDS
+from tinymod.config import PRESETS
+from tinymod.keysets import THRESHOLD as SPECTRAL_THRESHOLD
 
 
 class _Errors(click.Group):
@@ -29,7 +33,6 @@ def main():
 
 
 def _default(name):
-    from tinymod.config import PRESETS
     value = getattr(PRESETS["default"], name)
     return {"batch_size": "full batch", "stop_at": "off", "threads": "every core",
             "snapshot_every": "50 evenly spaced plus 12 per decade"}.get(name, value) \
@@ -72,7 +75,7 @@ def _train_options(fn):
 
 @main.command()
 @click.option("--preset", "preset_name", default="default", show_default=True,
-              type=click.Choice(["default", "paper", "quick", "sum3"]),
+              type=click.Choice(list(PRESETS)),
               help="default: the paper's model, tuned to grok in minutes; paper: the "
                    "standard recipe (slow); quick: a small p for tests and lectures; sum3: "
                    "three tokens, (a + b + c) mod 31")
@@ -129,7 +132,7 @@ def _print_summary(s):
 def _load_model(source, backend_name="numpy"):
     """(params on the backend, config, folder) from a run folder or a checkpoint file."""
     import math
-    from tinymod import backend, checkpoint
+    from tinymod import backend, checkpoint, runs
     from tinymod.errors import TinymodError
     xp = backend.get(backend_name)
     path = checkpoint.resolve_model_path(source)
@@ -139,10 +142,7 @@ def _load_model(source, backend_name="numpy"):
     if T * math.log(max(p, 2)) > math.log(MAX_EXAMPLES) + 1e-9:
         raise TinymodError(f"the analysis evaluates all {p}**{T} tuples, more than {MAX_EXAMPLES:,}")
     check_memory(8 * p ** T * (2 * p + (T + 2) * H), f"analysing all {p}**{T} tuples")
-    # a run's model is analysed beside it; any other checkpoint into a folder named for it
-    # (checkpoints/step_0001000/), so the analyses of two checkpoints never overwrite each other
-    folder = path.parent if path.name == "model.npz" else path.parent / path.stem
-    return {k: backend.asarray(xp, v) for k, v in params.items()}, config, folder
+    return {k: backend.asarray(xp, v) for k, v in params.items()}, config, runs.analysis_folder(path)
 
 
 def _output_folder(out, default):
@@ -157,10 +157,10 @@ def _output_folder(out, default):
 
 
 THRESHOLD = click.option(
-    "--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.25, show_default=True,
+    "--threshold", type=click.FloatRange(0, 1, min_open=True), default=SPECTRAL_THRESHOLD, show_default=True,
     help="key frequencies hold at least this fraction of the strongest frequency's mean energy share")
 OUT = click.option("--out", type=click.Path(), help="folder for the outputs  [default: beside the model]")
-BACKEND = click.option("--backend", "backend_name", type=click.Choice(["numpy", "cupy"]), default="numpy",
+BACKEND = click.option("--backend", "backend_name", type=click.Choice(list(BACKENDS)), default=BACKENDS[0],
                        show_default=True, help="array backend for evaluating the model over all pairs")
 
 
@@ -176,45 +176,11 @@ def fourier(source, out, threshold, backend_name):
     the figures fourier_spectra.png, hidden_spectrum_2d.png, neurons_per_frequency.png
     and clock.png, and prints a summary.
     """
-    from tinymod.report import run_fourier
+    from tinymod import pipeline, report
 
     params, config, folder = _load_model(source, backend_name)
     folder = _output_folder(out, folder)
-    _print_fourier(run_fourier(params, config, folder, threshold), folder)
-
-
-def _print_fourier(r, folder):
-    from tinymod.report import COMPONENTS, SET_FIELDS
-    sets = r["key_sets"]
-    named = lambda n: f"{sets[n]['size']}: {' '.join(map(str, sets[n]['frequencies'])) or 'none'}"
-    counts = lambda d: ", ".join(f"{v} at {k}" for k, v in d.items())
-    lines = [f"p = {r['p']}, model loss {r['model_loss']:.3g} over all tuples, accuracy {100 * r['accuracy_all_pairs']:.2f}%",
-             f"in use     {named('in_use')}  (removal alone multiplies the loss by >= "
-             f"{sets['in_use']['factor']:g}; {counts(r['in_use_counts_by_factor'])})",
-             f"functional {named('functional')}  (enough on their own at level {sets['functional']['level']}; "
-             f"{counts(r['functional_counts_by_level'])})",
-             f"spectral   {named('spectral')}  (threshold {r['threshold']:g}; {counts(r['spectral_count_by_threshold'])})",
-             "",
-             f"{'set':<12}{'logit energy':>13}{'restricted loss':>17}{'excluded loss (train)':>23}"]
-    for name in SET_FIELDS:
-        e = sets[name]
-        lines.append(f"{name.replace('_', ' '):<12}{100 * e['logit_energy_share']:>12.1f}%{e['restricted_loss']:>17.3g}{e['excluded_loss']:>23.3g}")
-    lines += ["", f"{'energy at each set':<32}" + "".join(f"{n.replace('_', ' '):>12}" for n in SET_FIELDS)]
-    for name, label in COMPONENTS.items():
-        lines.append(f"{label:<32}" + "".join(f"{100 * r['energy_share_by_set'][s][name]:>11.1f}%" for s in SET_FIELDS))
-    fits = r["fits"]["in_use"]
-    if fits:
-        lines += ["", f"{'fit at the in-use set':<24}{'FVU':>10}{'median unit':>13}{'relative L2':>13}"]
-        lines += [f"{name:<24}{e['fvu']:>10.3g}{e['fvu_median_unit']:>13.3g}{e['relative_l2']:>13.3g}"
-                  for name, e in fits.items()]
-    lines += ["key curve, strongest first by logit energy: " +
-              ", ".join(f"{c['frequency']} (x{c['removal_loss_ratio']:.3g})" for c in r["key_curve"]) +
-              "  (x: loss ratio with that frequency alone removed)",
-              "running sum s_t: h_t explained by cos/sin(w_k s_t) / by the tokens' terms: " +
-              ", ".join(f"t = {s['t']}: {100 * (s['fraction_explained'] or 0):.1f}% / "
-                        f"{100 * (s['fraction_explained_by_tokens'] or 0):.1f}%" for s in r["partial_sums"]["steps"]),
-              f"wrote {folder / 'fourier.json'} and its figures"]
-    click.echo("\n".join(lines))
+    click.echo(report.fourier_text(pipeline.run_fourier(params, config, folder, threshold), folder))
 
 
 @main.command()
@@ -225,24 +191,19 @@ def svd(source, out, threshold):
     """Singular values of E, W_ih, W_hh, W_out and of the tables a residue sees; energy in the
     top r, effective rank at 90% and 99%, and the frequency of each top singular vector.
     Writes svd.json and singular_values.png."""
-    from tinymod.report import run_svd
+    from tinymod import keysets, pipeline, report
 
     params, config, folder = _load_model(source)
     folder = _output_folder(out, folder)
-    report = run_svd(params, config, folder, threshold)
-    click.echo(f"{'matrix':<14}{'shape':>11}{'rank 90%':>10}{'rank 99%':>10}{'energy in top 2K':>18}")
-    for name, e in report.items():
-        share = e.get("energy_share_key_rank")
-        click.echo(f"{name:<14}{e['shape'][0]:>5} x {e['shape'][1]:<3}{e['rank_90']:>10}{e['rank_99']:>10}"
-                   f"{'' if share is None else f'{100 * share:.1f}%':>18}")
-    click.echo(f"wrote {folder / 'svd.json'} and singular_values.png")
+    key, _ = keysets.weight_key_frequencies(params, threshold)
+    click.echo(report.svd_text(pipeline.run_svd(params, config, folder, key), folder))
 
 
 @main.command()
 @click.argument("source", metavar="RUN_OR_CHECKPOINT")
 @OUT
 @THRESHOLD
-@click.option("--site", type=click.Choice(["both", "embedding", "readout"]), default="both",
+@click.option("--site", type=click.Choice(SITES), default="both",
               show_default=True, help="where frequencies are projected out: the embedding E, "
               "the readout W_out and b_out, or both (so no path can carry them)")
 @click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True,
@@ -252,22 +213,12 @@ def ablate(source, out, threshold, site, seeds, backend_name):
     """Remove Fourier frequencies and measure accuracy and loss on all pairs and the test
     split: every frequency alone, then the key frequencies one after another, beside
     controls. Writes ablation.json, ablation_single.png and ablation_cumulative.png."""
-    from tinymod.report import run_ablate
+    from tinymod import keysets, pipeline, report
 
     params, config, folder = _load_model(source, backend_name)
     folder = _output_folder(out, folder)
-    r = run_ablate(params, config, folder, threshold, site, seeds)
-    key_single = [s for s in r["single"] if s["is_key"]]
-    click.echo(f"baseline accuracy {100 * r['baseline']['accuracy']:.2f}% (site: {r['site']})")
-    if key_single:
-        worst = min(key_single, key=lambda s: s["accuracy"])
-        click.echo(f"one key frequency removed: worst is k = {worst['frequency']}, "
-                   f"{100 * worst['accuracy']:.2f}%")
-    click.echo("key frequencies removed one after another: " +
-               ", ".join(f"{len(c['removed'])}: {100 * c['accuracy']:.1f}%" for c in r["cumulative"]))
-    click.echo("control, as many non-key frequencies:      " +
-               ", ".join(f"{len(c['removed'])}: {100 * c['accuracy']:.1f}%" for c in r["control_non_key"]))
-    click.echo(f"wrote {folder / 'ablation.json'} and 2 figures")
+    key, strength = keysets.weight_key_frequencies(params, threshold)
+    click.echo(report.ablation_text(pipeline.run_ablate(params, config, folder, key, strength, site, seeds), folder))
 
 
 @main.command()
@@ -277,21 +228,15 @@ def ablate(source, out, threshold, site, seeds, backend_name):
 def report(source, threshold, backend_name):
     """Run fourier, svd and ablate on a run and write report.md beside it: the training
     curves, every figure, and our numbers beside the paper's claims."""
-    import json
-    from tinymod import runs
+    from tinymod import pipeline, report, runs
     from tinymod import train as training
-    from tinymod.report import NO_KEY, run_report
 
     params, config, folder = _load_model(source, backend_name)
     folder = _output_folder(None, folder)
     rows = runs.read_metrics(folder / runs.METRICS)
     summary = training.summarize(rows, folder) if rows else None
-    path, claims = run_report(params, config, folder, summary, threshold)
-    if not json.loads((folder / "fourier.json").read_text())["key_frequencies"]:
-        click.echo(NO_KEY.replace("**", ""))
-    for c in claims:
-        click.echo(f"{c.claim}: {c.verdict}\n    ours: {c.ours}\n    paper: {c.paper}\n"
-                   f"    criterion: {c.criterion}\n    why: {c.why}")
+    path, analyses = pipeline.run_report(params, config, folder, summary, threshold)
+    click.echo(report.claims_text(analyses["fourier"], analyses["svd"], analyses["ablation"]))
     click.echo(f"wrote {path}")
 
 
@@ -304,11 +249,10 @@ def progress(source, out):
     frequencies, weight norms, key energy, sparsity, low rank) and find the phases
     memorisation, circuit formation and cleanup. Writes progress.json and progress.png."""
     from pathlib import Path
+    from tinymod import pipeline, report, runs
     from tinymod import progress as measures
-    from tinymod import runs
     from tinymod.errors import TinymodError
     from tinymod.keysets import in_use_of
-    from tinymod.report import run_progress
 
     folder = Path(source)
     if not (folder / runs.CONFIG).is_file() or not (folder / runs.MODEL).is_file():
@@ -317,15 +261,7 @@ def progress(source, out):
     params, config, _ = _load_model(folder)
     key = in_use_of(params, config["activation"], config["seq_len"])
     target = _output_folder(out, folder)
-    r = run_progress(folder, config, key, target)
-    click.echo(f"measured {len(r['rows'])} snapshots at the in-use key frequencies "
-               f"{' '.join(map(str, key))}")
-    for ph in r["phases"]:
-        click.echo(f"{ph['name']:<18} steps {ph['start']:>6} to {ph['end']:>6}{' (open)' if ph['open'] else ''}")
-    last = r["rows"][-1]
-    click.echo(f"at step {last['step']}: restricted loss {last['restricted_loss']:.3g}, excluded loss "
-               f"{last['excluded_loss']:.3g}, test loss {last['test_loss']:.3g}")
-    click.echo(f"wrote {target / 'progress.json'} and progress.png")
+    click.echo(report.progress_text(pipeline.run_progress(folder, config, key, target), target))
 
 
 @main.command()

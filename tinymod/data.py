@@ -43,3 +43,8 @@ def make_dataset(p, seq_len=2, frac=0.3, seed=0):
     y = targets(x, p)
     train, test = split_indices(len(x), frac, seed)
     return Dataset(x[train], y[train], x[test], y[test])
+
+
+def grid_sums(T, p):
+    """(x_1 + ... + x_T) mod p for every tuple of the grid, flattened in C order (N,)."""
+    return all_tuples(p, T).sum(axis=1) % p

@@ -18,6 +18,7 @@ from tinymod import fourier
 from tinymod.backend import to_numpy
 from tinymod.data import all_tuples
 
+
 WELL_EXPLAINED = 0.85     # a unit is well explained when this much of its variance is
 HARMONIC = {"relu": 2, "tanh": 3}   # the activation's own harmonic of w_k
 FIT_RULE = {
@@ -32,6 +33,84 @@ FIT_RULE = {
 }
 MEASURES = ("fvu: pooled fraction of variance unexplained (each unit centred on its mean); "
             "fvu_median_unit: median over units with non-zero variance; relative_l2 = sqrt(fvu)")
+
+
+def fvu(y, fit, axis=None):
+    """Fraction of variance unexplained, 1 - R^2: the residual sum of squares over the sum
+    of squares of y centred on its mean over `axis` (every axis when None)."""
+    centred = y - y.mean(axis=axis, keepdims=True)
+    total = float(np.sum(centred ** 2))
+    return float(np.sum((y - fit) ** 2) / total) if total > 0 else float("nan")   # nothing to explain
+
+
+def relative_error(y, fit):
+    """Relative L2 error ||y - fit|| / ||y|| (not centred); NaN when y is all zero."""
+    norm = float(np.linalg.norm(y))
+    return float(np.linalg.norm(y - fit) / norm) if norm > 0 else float("nan")
+
+
+def fit_logits(logits, key):
+    """Fit logits over (x_1, ..., x_T, c), a grid (p,)*T + (p,), by a function of c alone plus
+    sum_k alpha_k cos(w_k (s - c)) + beta_k sin(w_k (s - c)) over the key frequencies, with
+    s = x_1 + ... + x_T (for T = 2: a + b - c).
+
+    Softmax ignores a constant per tuple, so each tuple's row is centred first. The
+    features are orthogonal over the full grid, so the least-squares fit is a sum of
+    projections. Returns (relative error ||L - fit|| / ||L||, accuracy of the fit, fit).
+    The centred L has mean zero, so its FVU is that error squared.
+    """
+    p, T = logits.shape[-1], logits.ndim - 1
+    L = logits.reshape(-1, p)
+    L = L - L.mean(axis=1, keepdims=True)                          # (N, p)
+    sums = all_tuples(p, T).sum(axis=1) % p                                         # (N,)
+    fit = np.broadcast_to(L.mean(axis=0), L.shape).copy()          # the c-only part
+    s = (sums[:, None] - np.arange(p)[None, :]) % p                # (N, p) s - c
+    G = np.bincount(s.ravel(), weights=(L - fit).ravel(), minlength=p)   # sums per s - c
+    n = np.arange(p)
+    for k in key:
+        w = 2 * np.pi * k / p
+        for f in (np.cos, np.sin):
+            wave = f(w * n)                                        # (p,) over s - c
+            norm = np.dot(wave, wave) * L.shape[0]
+            if norm > 1e-9:
+                fit += (np.dot(G, wave) / norm) * wave[s]
+    accuracy = float(np.mean(np.argmax(fit, axis=1) == sums))
+    return relative_error(L, fit), accuracy, fit.reshape(logits.shape)
+
+
+FIT_MEASURES = (
+    "relative_error = ||y - fit|| / ||y||; fvu (fraction of variance unexplained, 1 - R^2) = "
+    "||y - fit||^2 / ||y - mean(y)||^2. Logits are centred per (a, b) row (softmax ignores a "
+    "row constant), so their mean is 0 and logits_fvu = logits_relative_error^2. The hidden "
+    "state is centred per unit over (a, b); a unit is well explained when its own R^2 >= "
+    "well_explained_r2.")
+
+
+def fit_hidden(hidden, key):
+    """Least-squares fit of the hidden state, a grid (p,)*T + (H,), on a constant and, for
+    each key frequency, cos/sin of w_k times each token and times their sum; for T = 2 also
+    w_k (a - b) (a relu of a sum of cosines makes both the sum and the difference terms).
+
+    Returns the relative L2 error ||h - fit|| / ||h||, the FVU with each unit centred on
+    its mean over (a, b), each unit's own R^2, and the share of live units (non-zero
+    variance) with R^2 >= WELL_EXPLAINED."""
+    p, T, H = hidden.shape[0], hidden.ndim - 1, hidden.shape[-1]
+    tokens = all_tuples(p, T)                                      # (N, T)
+    angles = list(tokens.T) + [tokens.sum(axis=1)]                 # each token, and the sum
+    if T == 2:
+        angles.append(tokens[:, 0] - tokens[:, 1])                 # a - b
+    X = fourier.design(angles, key, p)                                     # (N, F)
+    Y = hidden.reshape(-1, H)
+    coef, *_ = np.linalg.lstsq(X, Y, rcond=None)
+    fit = X @ coef
+    variance = np.sum((Y - Y.mean(axis=0)) ** 2, axis=0)           # (H,) per unit, centred
+    residual = np.sum((Y - fit) ** 2, axis=0)                      # (H,)
+    alive = variance > 1e-12 * max(float(variance.max()), 1e-300)
+    r2 = np.where(alive, 1 - residual / np.where(alive, variance, 1.0), 0.0)
+    well = int(np.sum(alive & (r2 >= WELL_EXPLAINED)))
+    return {"relative_error": relative_error(Y, fit), "fvu": fvu(Y, fit, axis=0),
+            "unit_r2": r2.tolist(), "units_alive": int(alive.sum()), "units_well_explained": well,
+            "share_well_explained": well / max(int(alive.sum()), 1)}
 
 
 def score(Y, X):

@@ -7,7 +7,7 @@ N = p**T tuples, s = x_1 + ... + x_T (mod p) the sum a tuple's answer depends on
 - Strength: e_k = sum over the tuples and answers c of (Pi_k l)^2, where Pi_k projects each
   answer's logit table onto span{cos(w_k s), sin(w_k s)}. Strongest first, ties to the
   smaller k.
-- `key_frequencies` (dominant): the spectral rule of `fourier.key_frequencies`.
+- `key_frequencies` (dominant): the spectral rule of `keysets.key_frequencies`.
 - `functional_key_frequencies` (sufficient): the shortest prefix of the strength order that
   is enough on its own (FUNCTIONAL_RULE), counted at several levels.
 - `in_use_key_frequencies` (used): every k whose removal alone from the weights (site
@@ -19,16 +19,25 @@ import math
 
 import numpy as np
 
-from tinymod import ablate, fourier, rnn
-from tinymod.backend import asarray, namespace
+from tinymod import ablate, rnn
+from tinymod.backend import asarray, namespace, to_numpy
 from tinymod.config import EVAL_BATCH
-from tinymod.data import all_tuples, targets
+from tinymod.data import all_tuples, grid_sums, targets
+from tinymod.fourier import shares, spectrum
+from tinymod.kernels import softmax_xent
 
+
+THRESHOLD = 0.25                          # the spectral rule's default threshold
 LEVEL = 0.99                              # the functional set's level
 LEVELS = (0.9, 0.99, 0.999, 0.9999)       # the functional count is reported at each
 FACTOR = 2.0                              # the in-use set's loss factor
 FACTORS = (1.5, 2.0, 3.0, 5.0)            # the in-use count is reported at each
 CURVE_SHARE = 0.999                       # the curve runs until this share of logit energy
+
+
+# the three named sets: their names, and the fourier.json field that lists each
+SET_FIELDS = {"in_use": "in_use_key_frequencies", "functional": "functional_key_frequencies",
+              "spectral": "key_frequencies"}
 
 STRENGTH_RULE = ("frequencies k >= 1 by their logit energy e_k = sum over all tuples and answers "
                  "c of (Pi_k l)^2, Pi_k projecting each answer's logit table onto span{cos(w_k s), "
@@ -51,6 +60,77 @@ KEY_CURVE_RULE = (
     f"weights (site both), loss over all tuples over the full model's")
 
 
+KEY_RULE = ("k >= 1 is a key frequency when its share of the non-constant energy, averaged "
+            "over E, E @ W_ih.T and W_out, is at least {threshold} times the largest such share")
+
+
+THRESHOLDS = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5)   # the spectral count is reported at each
+
+
+def key_frequencies(component_spectra, threshold=THRESHOLD):
+    """The key-frequency rule (KEY_RULE): relative to the strongest frequency, so it does
+    not depend on how many frequencies share the energy. Ascending ints."""
+    mean_share = np.mean([shares(s) for s in component_spectra], axis=0)
+    if mean_share.max() <= 0:
+        return []
+    return [int(k) for k in np.flatnonzero(mean_share >= threshold * mean_share.max()) if k >= 1]
+
+
+def weight_key_frequencies(params, threshold=THRESHOLD):
+    """(key frequencies, mean share per frequency) from the weights alone (E, E @ W_ih.T,
+    W_out): the cheap part of `analyze`, for commands that need only the key."""
+    E, W_ih, W_out = (to_numpy(params[k]).astype(np.float64) for k in ("E", "W_ih", "W_out"))
+    spectra = [spectrum(E), spectrum(E @ W_ih.T), spectrum(W_out)]
+    return key_frequencies(spectra, threshold), np.mean([shares(s) for s in spectra], axis=0)
+
+
+def sum_projection(logits, freqs):
+    """sum_{k in freqs} P_k L, where P_k projects each answer's slice L(..., c) onto
+    span{cos(w_k s), sin(w_k s)}, s = x_1 + ... + x_T, over the grid of tuples (logits:
+    (p,)*T + (p,)).
+
+    Such a function depends on s mod p alone, so it is returned as Q (p, p) over (s, c):
+    sum_k P_k L (tuple, c) = Q[s(tuple), c]. Projecting onto functions of s only needs
+    G(s, c), the sum of L over the tuples with that s, and its DFT over s: with N = p**T
+    tuples, P_k L = (2/N) Re(F_k e^{i w_k s}), F_k = sum_s G(s) e^{-i w_k s} (weight 1, not 2,
+    at the Nyquist frequency), which is irfft over the kept frequencies, over N / p."""
+    p, T = logits.shape[-1], logits.ndim - 1
+    L = logits.reshape(-1, p)                                      # (N, p)
+    sums = grid_sums(T, p)
+    G = np.zeros((p, p))                                           # (s, c)
+    np.add.at(G, sums, L)
+    F = np.fft.rfft(G, axis=0)                                     # (K+1, c)
+    mask = np.zeros(F.shape[0])
+    mask[[k for k in freqs if 1 <= k <= p // 2]] = 1.0
+    return np.fft.irfft(F * mask[:, None], n=p, axis=0) / (L.shape[0] / p)   # (s, c)
+
+
+def restricted_and_excluded(logits, freqs):
+    """(restricted, excluded) logits, shaped like `logits`: each answer's mean over the
+    tuples plus sum_{k in freqs} P_k L, and L minus that sum (see `sum_projection`)."""
+    p, T = logits.shape[-1], logits.ndim - 1
+    key_part = sum_projection(logits, freqs)[grid_sums(T, p)].reshape(logits.shape)
+    restricted = logits.reshape(-1, p).mean(axis=0) + key_part
+    return restricted, logits - key_part
+
+
+def cross_entropy(logits, tuples):
+    """Mean softmax cross-entropy of grid logits (p,)*T + (p,) at the tuples (n, T), whose
+    target is their sum mod p."""
+    rows = np.ascontiguousarray(logits[tuple(tuples.T)])          # (n, p)
+    return float(softmax_xent(rows, targets(tuples, logits.shape[-1]))[0])
+
+
+def logit_measures(logits, freqs, train_tuples, test_tuples):
+    """restricted_loss (all tuples), restricted_test_loss (test tuples) and excluded_loss
+    (train tuples) for the frequency set `freqs`."""
+    p, T = logits.shape[-1], logits.ndim - 1
+    restricted, excluded = restricted_and_excluded(logits, freqs)
+    return {"restricted_loss": cross_entropy(restricted, all_tuples(p, T)),
+            "restricted_test_loss": cross_entropy(restricted, test_tuples),
+            "excluded_loss": cross_entropy(excluded, train_tuples)}
+
+
 def logit_energy(logits):
     """e_k for k = 0..K (STRENGTH_RULE), logits a grid (p,)*T + (p,) over the answer c.
 
@@ -60,8 +140,8 @@ def logit_energy(logits):
     p, T = logits.shape[-1], logits.ndim - 1
     L = logits.reshape(-1, p)                                      # (N, p)
     G = np.zeros((p, p))                                           # (s, c)
-    np.add.at(G, fourier.grid_sums(T, p), L)
-    return fourier.spectrum(G, axis=0) / (L.shape[0] / p)
+    np.add.at(G, grid_sums(T, p), L)
+    return spectrum(G, axis=0) / (L.shape[0] / p)
 
 
 def strength_order(energy):
@@ -135,7 +215,7 @@ def curve(logits, energy, order, score, ratios, size, split):
     for n in range(1, size + 1):
         kept = score.keep(order[:n])
         rows.append({"n": n, "frequency": order[n - 1], "energy_share": float(cumulative[n - 1]),
-                     **fourier.logit_measures(logits, order[:n], *split),
+                     **logit_measures(logits, order[:n], *split),
                      "keep_accuracy": kept["accuracy"], "keep_loss": kept["loss"],
                      "removal_loss_ratio": float(ratios[order[n - 1]])})
     return rows
@@ -153,13 +233,13 @@ def set_summary(freqs, rule, energy, logits, split):
     total = float(np.sum(energy[1:]))
     return {"frequencies": [int(k) for k in freqs], "size": len(freqs), "rule": rule,
             "logit_energy_share": float(sum(energy[k] for k in freqs) / total) if total > 0 else 0.0,
-            **fourier.logit_measures(logits, freqs, *split)}
+            **logit_measures(logits, freqs, *split)}
 
 
 def analyze(params, activation, seq_len, logits, spectral, spectral_rule, split):
     """The strength order, the three named sets and the key curve, JSON-ready.
 
-    `logits` is the model's grid of logits (fourier.model_tables), `spectral` the dominant
+    `logits` is the model's grid of logits (tabulate.model_tables), `spectral` the dominant
     set with its rule, `split` the run's (train, test) tuples."""
     energy = logit_energy(logits)
     order = strength_order(energy)

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from tinymod import fourier
+from tinymod import fits, fourier
 
 ROTATION_RULE = (
     "W_hh restricted to frequency k's plane P (the span of h_1's cos and sin(w_k x_1) "
@@ -29,7 +29,7 @@ def fraction_explained(h, angles, key, p):
     key frequency and each angle (N,)."""
     X = fourier.design(angles, key, p)
     coef, *_ = np.linalg.lstsq(X, h, rcond=None)
-    unexplained = fourier.fvu(h, X @ coef, axis=0)
+    unexplained = fits.fvu(h, X @ coef, axis=0)
     return float("nan") if math.isnan(unexplained) else 1.0 - unexplained
 
 

@@ -77,15 +77,12 @@ def weight_norm(rows, path, title=""):
     return _save(fig, path)
 
 
-COMPONENT_LABELS = {"E": "embedding E", "U": "input table E @ W_ihᵀ", "W_out": "readout W_out",
-                    "logits": "logits (over c)", "hidden": "hidden h_2 (a, b, a±b terms)"}
-
-
 def fourier_spectra(report, path):
     """Each component's share of non-constant energy per frequency (log scale); key
     frequencies marked."""
     fig, ax = _figure(figsize=(10, 4.5))
-    for name, label in COMPONENT_LABELS.items():
+    from tinymod.tabulate import COMPONENTS
+    for name, label in COMPONENTS.items():
         spec = report["spectra"][name]
         total = sum(spec[1:]) or 1.0
         ax.plot(range(1, len(spec)), [max(e / total, 1e-12) for e in spec[1:]], marker=".", label=label)

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from tinymod import checkpoint, fourier, rank, runs
+from tinymod import checkpoint, fourier, keysets, rank, runs, tabulate
 from tinymod.data import make_dataset
 from tinymod.errors import TinymodError
 
@@ -53,18 +53,18 @@ def measure(params, activation, key, train_tuples, test_tuples):
     """One row of progress measures for a model (see the module docstring)."""
     P = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
     T = train_tuples.shape[1]
-    tables = fourier.model_tables(P, activation, T)
+    tables = tabulate.model_tables(P, activation, T)
     logits = tables["logits"]                                       # (p,)*T + (p,) over (tuple, c)
     p = logits.shape[-1]
     row = {}
     for name, tuples in (("train", train_tuples), ("test", test_tuples)):
         answers = np.argmax(logits[tuple(tuples.T)], axis=1)
-        row[f"{name}_loss"] = fourier.cross_entropy(logits, tuples)
+        row[f"{name}_loss"] = keysets.cross_entropy(logits, tuples)
         row[f"{name}_acc"] = float(np.mean(answers == tuples.sum(axis=1) % p))
     norms = {name: float(np.sqrt(np.sum(v ** 2))) for name, v in P.items()}
     row["weight_norm"] = math.sqrt(sum(n ** 2 for n in norms.values()))
     row["weight_norm_per_matrix"] = norms
-    row.update(fourier.logit_measures(logits, key, train_tuples, test_tuples))
+    row.update(keysets.logit_measures(logits, key, train_tuples, test_tuples))
     spectra = {name: fourier.spectrum(tables[name]) for name in ("E", "U", "W_out")}
     spectra["logits"] = fourier.spectrum(logits, axis=-1)
     row["key_energy"] = {name: _energy_share(spec, key) for name, spec in spectra.items()}

@@ -22,12 +22,24 @@ from tinymod.errors import TinymodError
 
 CONFIG, METRICS, MODEL, LOCK = "config.json", "metrics.jsonl", "model.npz", ".lock"
 CHECKPOINTS, SNAPSHOTS = "checkpoints", "snapshots"
-TRAINING_FIGURES = ("curves.png", "weight_norm.png")
-ANALYSIS_FIGURES = ("progress.png", "fourier_spectra.png", "hidden_spectrum_2d.png",
-                    "neurons_per_frequency.png", "clock.png", "clock_through_time.png", "key_curve.png",
-                    "singular_values.png", "ablation_single.png", "ablation_cumulative.png")
-ANALYSIS_OUTPUTS = ("fourier.json", "svd.json", "ablation.json", "progress.json", "control.json",
-                    "report.md") + ANALYSIS_FIGURES
+CURVES_PNG, WEIGHT_NORM_PNG = "curves.png", "weight_norm.png"
+TRAINING_FIGURES = (CURVES_PNG, WEIGHT_NORM_PNG)
+# the analysis outputs, one name each (contract 5 writes them through tinymod.pipeline)
+FOURIER_JSON, SVD_JSON, ABLATION_JSON = "fourier.json", "svd.json", "ablation.json"
+PROGRESS_JSON, CONTROL_JSON, REPORT_MD = "progress.json", "control.json", "report.md"
+PROGRESS_PNG, SPECTRA_PNG, KEY_CURVE_PNG = "progress.png", "fourier_spectra.png", "key_curve.png"
+HIDDEN_2D_PNG, NEURONS_PNG = "hidden_spectrum_2d.png", "neurons_per_frequency.png"
+CLOCK_PNG, CLOCK_THROUGH_TIME_PNG = "clock.png", "clock_through_time.png"
+SINGULAR_VALUES_PNG = "singular_values.png"
+ABLATION_SINGLE_PNG, ABLATION_CUMULATIVE_PNG = "ablation_single.png", "ablation_cumulative.png"
+ANALYSIS_FIGURES = (PROGRESS_PNG, SPECTRA_PNG, HIDDEN_2D_PNG, NEURONS_PNG, CLOCK_PNG,
+                    CLOCK_THROUGH_TIME_PNG, KEY_CURVE_PNG, SINGULAR_VALUES_PNG,
+                    ABLATION_SINGLE_PNG, ABLATION_CUMULATIVE_PNG)
+ANALYSIS_OUTPUTS = (FOURIER_JSON, SVD_JSON, ABLATION_JSON, PROGRESS_JSON, CONTROL_JSON,
+                    REPORT_MD) + ANALYSIS_FIGURES
+# a sweep folder's own files
+SWEEP_JSON, SWEEP_CSV, SWEEP_REPORT_MD = "sweep.json", "sweep.csv", "sweep_report.md"
+GROK_STEPS_PNG, PHASE_DIAGRAM_PNG = "grok_steps.png", "phase_diagram.png"
 RUN_FILES = (CONFIG, METRICS, MODEL) + TRAINING_FIGURES + ANALYSIS_OUTPUTS
 
 
@@ -48,6 +60,24 @@ def stepped(folder):
     """[(step, path)] of the step_NNNNNNN.npz files in a folder, by parsed step."""
     found = [(parse_step(p), p) for p in Path(folder).glob("step_*.npz")]
     return sorted((s, p) for s, p in found if s is not None)
+
+
+def analysis_folder(model_path):
+    """Where the analyses of a model file go: beside a run's model.npz; for any other
+    checkpoint, a folder named for it (checkpoints/step_0001000/), so that the analyses of
+    two checkpoints never overwrite each other."""
+    path = Path(model_path)
+    return path.parent if path.name == MODEL else path.parent / path.stem
+
+
+def blas_kernels(folder):
+    """The BLAS kernels the run in `folder` trained with, as its config.json records them
+    ("openblas Haswell"), or None."""
+    try:
+        blas = json.loads((Path(folder) / CONFIG).read_text()).get("blas") or []
+        return ", ".join(f"{b['internal_api']} {b.get('architecture') or ''}".strip() for b in blas) or None
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None
 
 
 # --- the one atomic writer ------------------------------------------------------------------

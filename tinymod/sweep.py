@@ -96,7 +96,7 @@ def task(name, settings, folder, report=True):
 
 def _task(name, settings, folder, report):
     from tinymod import checkpoint, train
-    from tinymod.report import run_report
+    from tinymod.pipeline import run_report
     entry = {"name": name, "folder": folder.name, "settings": settings}
     try:
         config = config_for(settings)
@@ -112,7 +112,7 @@ def _task(name, settings, folder, report):
                      train_acc=summary["train_acc"], test_acc=summary["test_acc"], test_loss=summary["test_loss"])
         if report:
             params, saved, _ = checkpoint.load(folder / runs.MODEL)
-            if not (folder / "report.md").is_file() or not (folder / "fourier.json").is_file():
+            if not (folder / runs.REPORT_MD).is_file() or not (folder / runs.FOURIER_JSON).is_file():
                 run_report(params, saved, folder, summary)
             entry.update(_analysis(folder))
     except Exception as e:      # the run's own failure is a result; the sweep goes on
@@ -123,9 +123,9 @@ def _task(name, settings, folder, report):
 def _analysis(folder):
     """The numbers of a run's report that the sweep compares across runs."""
     import json
-    from tinymod.report import claims
+    from tinymod.claims import claims
     read = lambda name: json.loads((folder / name).read_text())
-    fourier, svd, ablation = read("fourier.json"), read("svd.json")["matrices"], read("ablation.json")
+    fourier, svd, ablation = read(runs.FOURIER_JSON), read(runs.SVD_JSON)["matrices"], read(runs.ABLATION_JSON)
     used = fourier["key_sets"]["in_use"]
     fits = {f"{name}_{measure}": e[measure] for name, e in (fourier["fits"]["in_use"] or {}).items()
             for measure in ("fvu", "relative_l2")}
@@ -215,16 +215,16 @@ def _flat(entry):
 
 
 def write_results(out, entries, axes=None, seconds=None):
-    runs.write_json(out / "sweep.json", {"seconds": seconds, "runs": entries})
+    runs.write_json(out / runs.SWEEP_JSON, {"seconds": seconds, "runs": entries})
     rows = [_flat(e) for e in entries]
     columns = list(dict.fromkeys(k for r in rows for k in r))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns)
     writer.writeheader()
     writer.writerows(rows)
-    runs.write_text(out / "sweep.csv", buffer.getvalue())
+    runs.write_text(out / runs.SWEEP_CSV, buffer.getvalue())
     figures = _figures(out, entries, axes)
-    runs.write_text(out / "sweep_report.md", markdown(entries, figures, seconds))
+    runs.write_text(out / runs.SWEEP_REPORT_MD, markdown(entries, figures, seconds))
 
 
 def _group(entry):
@@ -300,13 +300,13 @@ def _figures(out, entries, axes):
         groups = {}
         for e in ok:
             groups.setdefault(_group(e), []).append(e.get("grok_step"))
-        plots.grok_steps(groups, out / "grok_steps.png")
-        made.append("grok_steps.png")
+        plots.grok_steps(groups, out / runs.GROK_STEPS_PNG)
+        made.append(runs.GROK_STEPS_PNG)
     if axes and len(axes) == 2 and ok:
         cells = {}
         for e in ok:
             key = tuple(e["settings"].get(a) for a in axes)
             cells.setdefault(key, []).append(e.get("grok_step"))
-        plots.phase_diagram(cells, axes, out / "phase_diagram.png")
-        made.append("phase_diagram.png")
+        plots.phase_diagram(cells, axes, out / runs.PHASE_DIAGRAM_PNG)
+        made.append(runs.PHASE_DIAGRAM_PNG)
     return made

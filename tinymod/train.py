@@ -282,8 +282,8 @@ def _finish(config, out, state, stopped):
     meta = {**config.to_dict(), "step": step, "seconds": seconds, "version": __version__}
     checkpoint.save(out / runs.MODEL, params, meta)
     title = f"p = {config.p}, frac = {config.frac}, {config.activation}, preset {config.preset}"
-    plots.training_curves(rows, out / "curves.png", title)
-    plots.weight_norm(rows, out / "weight_norm.png", title)
+    plots.training_curves(rows, out / runs.CURVES_PNG, title)
+    plots.weight_norm(rows, out / runs.WEIGHT_NORM_PNG, title)
     return summarize(rows, out, stopped)
 
 

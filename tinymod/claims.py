@@ -1,0 +1,194 @@
+"""The paper's claims (Rangamani, ICASSP 2025), each judged by a one-sided rule on a model's
+analyses, with the numbers, the criterion and why it passes or fails. One small function
+per claim; `claims` lists them all. Sparsity, the count, the fit and the mechanism are judged
+at the in-use set; low rank and ablation at the spectral set."""
+import math
+from typing import NamedTuple
+
+PAPER = {
+    "key_frequencies": 6,
+    "energy": (0.854, 0.955),
+    "fit_error": (1e-3, 1e-2),
+}
+FEW = 10          # "a few": the in-use set has at most min(FEW, floor(p/2) / 2) frequencies
+SPARSE_SHARE = 0.9   # ... and holds at least this share of the logit energy
+COUNT_FACTOR = 2  # the count matches the paper's 6 within this factor
+ALIGNED = 0.8     # top 2K singular vectors: at least this share on a key frequency
+ROBUST = 0.95     # one key frequency removed: accuracy stays at least this
+COLLAPSE = 0.10   # every key frequency removed: accuracy falls below this
+CIRCUIT = 2.0     # restricted loss at most this times the model's (or ln(1/0.99))
+
+
+def pct(x):
+    return f"{100 * x:.1f}%"
+
+
+def pct_or_none(x):
+    return "none (no key frequency)" if x is None or x != x else pct(x)
+
+
+def freqs_text(key):
+    return " ".join(map(str, key)) or "none"
+
+
+def _counts(counts, unit):
+    return "/".join(map(str, counts.values())) + f" at {unit} " + "/".join(counts)
+
+
+class Claim(NamedTuple):
+    claim: str
+    paper: str
+    ours: str
+    verdict: str
+    criterion: str
+    why: str
+
+
+NO_KEY = ("**No frequency qualifies as key:** no frequency holds any share of the non-constant "
+          "energy of E, E @ W_ih.T and W_out (all-zero or constant weights, for example), so the "
+          "model carries no Fourier structure and none of the paper's claims can hold for it.")
+NONE_IN_USE = "removing no single frequency doubles the loss: the model uses none"
+
+
+def sparsity_claim(f):
+    used, K = f["key_sets"]["in_use"], f["p"] // 2
+    n, share, most = used["size"], used["logit_energy_share"], max(1, min(FEW, K // 2))
+    ok = 1 <= n <= most and share >= SPARSE_SHARE
+    why = (NONE_IN_USE if n == 0 else
+           f"{n} of {K} frequencies is more than {most}" if n > most else
+           f"the {n} in use hold only {pct(share)} of the logit energy" if share < SPARSE_SHARE else
+           f"{n} of {K} frequencies hold {pct(share)} of the logit energy; removing any other one "
+           f"alone changes the loss by less than {used['factor']:g}x")
+    return Claim("a few frequencies carry the computation (sparse Fourier structure)", f"a few of {K}",
+                 f"{n} in use: {freqs_text(used['frequencies'])} ({pct(share)} of the logit energy)",
+                 "reproduced" if ok else "not", f"the in-use set has 1 to {most} of {K} frequencies "
+                 f"and holds at least {pct(SPARSE_SHARE)} of the logit energy", why)
+
+
+def count_claim(f):
+    n, paper = len(f["in_use_key_frequencies"]), PAPER["key_frequencies"]
+    lo, hi = paper // COUNT_FACTOR, paper * COUNT_FACTOR
+    by_factor = f["in_use_counts_by_factor"]
+    edge = ("the same at every factor, in a gap" if len(set(by_factor.values())) == 1 else
+            f"it moves from {max(by_factor.values())} to {min(by_factor.values())} between factors "
+            f"{min(by_factor, key=float)} and {max(by_factor, key=float)}")
+    why = (NONE_IN_USE if n == 0 else
+           f"{n} is {'within' if lo <= n <= hi else 'outside'} a factor {COUNT_FACTOR} of {paper}; {edge}")
+    return Claim("about six key frequencies", f"{paper}",
+                 f"in use {n} ({_counts(by_factor, 'factors')}); functional "
+                 f"{len(f['functional_key_frequencies'])} ({_counts(f['functional_counts_by_level'], 'levels')}); "
+                 f"spectral {len(f['key_frequencies'])} (threshold {f['threshold']:g})",
+                 "reproduced" if lo <= n <= hi else "not",
+                 f"the in-use count is within a factor {COUNT_FACTOR} of {paper} ({lo} to {hi})", why)
+
+
+def fit_claim(f):
+    fits, top = f["fits"]["in_use"], PAPER["fit_error"][1]
+    crit = (f"every pre-activation fit at the in-use set (h_t^pre on cos/sin of its frequencies) has "
+            f"error at most {top:g}, read as FVU and as relative L2 (the paper does not say which)")
+    claim = "hidden pre-activations are cos/sin of the key frequencies"
+    paper = f"relative error {PAPER['fit_error'][0]:g} to {top:g}"
+    if fits is None:
+        return Claim(claim, paper, "no fit (no frequency in use)", "not", crit, NONE_IN_USE)
+    pre = {name: e for name, e in fits.items() if name.endswith("preactivation")}
+    worst_fvu, worst_l2 = max(e["fvu"] for e in pre.values()), max(e["relative_l2"] for e in pre.values())
+    as_fvu, as_l2 = worst_fvu <= top, worst_l2 <= top
+    verdict = ("reproduced under both readings" if as_fvu and as_l2 else
+               "reproduced as FVU, not as relative L2" if as_fvu else "not under either reading")
+    ours = "; ".join(f"{name}: FVU {e['fvu']:.2g}, relative L2 {e['relative_l2']:.2g}" for name, e in pre.items())
+    why = (f"as FVU: worst {worst_fvu:.2g} {'≤' if as_fvu else '>'} {top:g}; "
+           f"as relative L2: worst {worst_l2:.2g} {'≤' if as_l2 else '>'} {top:g}")
+    return Claim(claim, paper, ours, verdict, crit, why)
+
+
+def circuit_claim(f):
+    used, p = f["key_sets"]["in_use"], f["p"]
+    bound = max(CIRCUIT * f["model_loss"], math.log(1 / 0.99))
+    floor = math.log(p) / 2
+    crit = (f"at the in-use set the restricted loss (all tuples) is at most max({CIRCUIT:g} × the model's "
+            f"loss, ln(1/0.99)) and the excluded loss (train tuples) at least ln(p)/2 = {floor:.2f}")
+    claim = "the logits are Fourier multiplication at the frequencies in use"
+    if not used["size"]:
+        return Claim(claim, "the mechanism", "no frequency in use", "not", crit, NONE_IN_USE)
+    r, e = used["restricted_loss"], used["excluded_loss"]
+    ok = r <= bound and e >= floor
+    why = (f"keeping only their terms the loss is {r:.3g} (model {f['model_loss']:.3g}, bound {bound:.3g}); "
+           f"taking them out leaves {e:.3g} on the train tuples (ln p = {math.log(p):.2f})")
+    return Claim(claim, "the mechanism", f"restricted loss {r:.3g}, excluded loss {e:.3g}, "
+                 f"logit fit FVU {f['fits']['in_use']['logits']['fvu']:.3g}",
+                 "reproduced" if ok else "not", crit, why)
+
+
+def energy_claims(f, svd_report):
+    rows, spectral = [], f["key_frequencies"]
+    shares = {name: e["energy_share_key_rank"] for name, e in svd_report.items()
+              if "energy_share_key_rank" in e}
+    if shares:
+        lo, hi = min(shares, key=shares.get), max(shares, key=shares.get)
+        below = [n for n, v in shares.items() if v < PAPER["energy"][0]]
+        r, rank = 2 * len(spectral), max(min(svd_report[n]["shape"]) for n in shares)
+        low = r <= rank / 2
+        why = (f"{r} singular values are more than half of the largest rank, {rank}: nothing low about that"
+               if not low else "every matrix clears the bar" if not below else
+               "below the bar: " + ", ".join(f"{n} {pct(shares[n])}" for n in below))
+        rows.append(Claim(
+            "significant singular components (2 per key frequency) hold most energy",
+            f"{pct(PAPER['energy'][0])} to {pct(PAPER['energy'][1])}",
+            f"{pct(shares[lo])} ({lo}) to {pct(shares[hi])} ({hi})",
+            "not" if not low else "reproduced" if not below else
+            f"partly: {len(shares) - len(below)} of {len(shares)} matrices" if len(below) < len(shares) else "not",
+            f"the top {r} singular values (2 per spectral key frequency), at most half of the largest "
+            f"matrix's rank, hold at least {pct(PAPER['energy'][0])} of every matrix's energy", why))
+    top = svd_report.get("E @ W_ih.T", {}).get("top_vectors", [])[: 2 * len(spectral)]
+    on_key, K = sum(v["is_key"] for v in top), f["p"] // 2
+    few = len(spectral) <= K / 2
+    ok = top and few and on_key >= ALIGNED * len(top)
+    rows.append(Claim(
+        "top singular vectors are key Fourier modes", "aligned",
+        f"{on_key} of the top {len(top)} vectors of E @ W_ih.T have a key frequency "
+        f"(mean purity {pct(sum(v['purity'] for v in top) / max(len(top), 1))})",
+        "reproduced" if ok else f"not: {on_key} of {len(top)}",
+        f"the spectral set has at most half of the {K} frequencies, and at least {pct(ALIGNED)} of the "
+        f"top {2 * len(spectral)} vectors have one of them as their dominant frequency",
+        "no spectral key frequency" if not top else
+        f"the spectral set holds {len(spectral)} of {K} frequencies, so any vector is likely on one" if not few else
+        f"{on_key} of {len(top)} = {pct(on_key / len(top))} {'≥' if on_key >= ALIGNED * len(top) else '<'} {pct(ALIGNED)}"))
+    return rows
+
+
+def ablation_claims(ablation_report):
+    singles = [s for s in ablation_report["single"] if s["is_key"]]
+    worst = min(singles, key=lambda s: s["accuracy"]) if singles else None
+    rows = [Claim(
+        "removing one key frequency barely hurts", "barely hurts",
+        f"worst accuracy after one removal {pct(worst['accuracy']) if worst else 'none'}",
+        "reproduced" if worst and worst["accuracy"] >= ROBUST else "not",
+        f"removing any one spectral key frequency keeps at least {pct(ROBUST)} accuracy on all pairs",
+        "no spectral key frequency" if not worst else
+        f"the worst, k = {worst['frequency']}, leaves {pct(worst['accuracy'])} "
+        f"({'≥' if worst['accuracy'] >= ROBUST else '<'} {pct(ROBUST)})")]
+    cumulative, control = ablation_report["cumulative"], ablation_report["control_non_key"]
+    last = cumulative[-1]["accuracy"] if cumulative else float("nan")
+    kept = control[-1]["accuracy"] if control else float("nan")
+    path = ", ".join(f"{len(c['removed'])}: {pct(c['accuracy'])}" for c in cumulative)
+    ok = last < COLLAPSE and kept >= ROBUST
+    rows.append(Claim(
+        "removing several destroys accuracy", "collapse",
+        f"after removing 1, 2, ...: {path}; control (as many non-key): {pct(kept)}",
+        "reproduced" if ok else "not",
+        f"removing every spectral key frequency (strongest first) leaves under {pct(COLLAPSE)}; "
+        f"as many non-key ones keep at least {pct(ROBUST)}",
+        "no spectral key frequency" if not cumulative else
+        f"all {len(cumulative)} removed: {pct(last)} ({'<' if last < COLLAPSE else '≥'} {pct(COLLAPSE)}); "
+        f"the control keeps {pct(kept)} ({'≥' if kept >= ROBUST else '<'} {pct(ROBUST)})"))
+    return rows
+
+
+def claims(fourier_report, svd_report, ablation_report):
+    """One Claim per claim of the paper, each verdict with its one-sided criterion and why.
+    Sparsity, the count, the fit and the mechanism use the in-use set (what the model
+    uses); low rank and ablation use the spectral set (where the energy sits: removing all
+    of it must leave no path)."""
+    f = fourier_report
+    return [sparsity_claim(f), count_claim(f), *energy_claims(f, svd_report), fit_claim(f),
+            circuit_claim(f), *ablation_claims(ablation_report)]

@@ -1,0 +1,126 @@
+"""The analysis pipeline, owner of contract 5: for one model it computes the tables and the
+key sets once, stamps `model_step`, and writes every analysis JSON and figure under the
+names in `runs`. The report (tinymod.report) only renders what this returns.
+
+    fourier   tabulate.analyze_tables + keysets + fits + partial_sums  -> fourier.json
+    svd       rank at the spectral set                                  -> svd.json
+    ablate    ablation over the spectral set, strongest first           -> ablation.json
+    progress  every snapshot at the in-use set                          -> progress.json
+    control   the same architecture untrained, at the trained sets      -> control.json
+    report    all of the above, and report.md
+"""
+from pathlib import Path
+
+from tinymod import ablate, fits, keysets, partial_sums, plots, progress, rank, report, rnn, runs, tabulate
+from tinymod.data import make_dataset
+from tinymod.fourier import energy_shares_at
+from tinymod.keysets import SET_FIELDS, THRESHOLD
+
+
+def _write(folder, name, config, report):
+    """Write one analysis JSON, stamped with the step of the model it describes."""
+    runs.write_json(Path(folder) / name, {"model_step": config["step"], **report})
+
+
+def fourier(params, config, threshold=THRESHOLD, extra_sets=None):
+    """The Fourier picture of a model (tabulate.analyze_tables), its three named key sets and
+    key curve (keysets), the fits of named objects at the in-use and functional sets (fits)
+    and the running-sum analysis at the in-use set, strongest first. `extra_sets` ({name:
+    freqs}) are measured too (the untrained control at the trained model's set)."""
+    seq_len, activation = config.get("seq_len", 2), config["activation"]
+    ds = make_dataset(config["p"], seq_len, config["frac"], config["seed"])
+    split = (ds.x_train, ds.x_test)
+    report, tables = tabulate.analyze_tables(params, activation, threshold, seq_len)
+    report.update(keysets.analyze(params, activation, seq_len, tables["logits"], report["key_frequencies"],
+                                  report["key_rule"], split))
+    sets = {name: report[field] for name, field in SET_FIELDS.items()}
+    extra_sets = extra_sets or {}
+    energy = report["logit_energy"]
+    for name, freqs in extra_sets.items():
+        report["key_sets"][name] = keysets.set_summary(freqs, "given", energy, tables["logits"], split)
+    report["energy_share_by_set"] = {name: energy_shares_at(tables["spectra"], tables["totals"], freqs)
+                                     for name, freqs in {**sets, **extra_sets}.items()}
+    report["fits"] = fits.analyze(params, activation, seq_len, tables["logits"], tables["hidden"],
+                                  {"in_use": sets["in_use"], "functional": sets["functional"], **extra_sets})
+    used = [k for k in report["strength_order"] if k in sets["in_use"]]
+    report["partial_sums"] = partial_sums.analyze(tables, used, config["p"])
+    return report
+
+
+def run_fourier(params, config, folder, threshold=THRESHOLD):
+    """fourier.json and its figures."""
+    folder = Path(folder)
+    report = {"model_step": config["step"], **fourier(params, config, threshold)}
+    runs.write_json(folder / runs.FOURIER_JSON, report)
+    plots.fourier_spectra(report, folder / runs.SPECTRA_PNG)
+    plots.key_curve(report, folder / runs.KEY_CURVE_PNG)
+    if report["hidden_spectrum_2d"] is not None:              # two tokens
+        plots.hidden_spectrum_2d(report, folder / runs.HIDDEN_2D_PNG)
+        plots.neurons_per_frequency(report, folder / runs.NEURONS_PNG)
+    plots.clock(report, folder / runs.CLOCK_PNG)
+    if "clock" in report["partial_sums"]:
+        plots.clock_through_time(report["partial_sums"], folder / runs.CLOCK_THROUGH_TIME_PNG)
+    return report
+
+
+def run_svd(params, config, folder, key):
+    """svd.json at the spectral key frequencies `key` (2 singular values per frequency)."""
+    report = {"key_frequencies": list(key), "key_set": "spectral",
+              "matrices": rank.analyze(params, config["activation"], key)}
+    _write(folder, runs.SVD_JSON, config, report)
+    plots.singular_values(report["matrices"], Path(folder) / runs.SINGULAR_VALUES_PNG)
+    return report
+
+
+def run_ablate(params, config, folder, key, strength, site="both", seeds=5):
+    """ablation.json over the spectral key frequencies `key`, strongest first by the weights'
+    mean share `strength`: removing every frequency that holds energy is what must leave no
+    path for the answer."""
+    report = {**ablate.analyze(params, config, key, strength, site, seeds), "key_set": "spectral"}
+    _write(folder, runs.ABLATION_JSON, config, report)
+    plots.ablation_single(report, Path(folder) / runs.ABLATION_SINGLE_PNG)
+    plots.ablation_cumulative(report, Path(folder) / runs.ABLATION_CUMULATIVE_PNG)
+    return report
+
+
+def run_progress(folder, config, key, out=None, on_row=None):
+    """progress.json and progress.png for the run in `folder`, at the frequencies `key`."""
+    out = Path(out or folder)
+    report = progress.analyze(folder, config, key, on_row)
+    _write(out, runs.PROGRESS_JSON, config, report)
+    plots.progress(report, out / runs.PROGRESS_PNG)
+    return report
+
+
+def untrained_control(params, config, key, spectral, threshold=THRESHOLD):
+    """The same architecture at initialisation (the run's seed and dtype), measured like the
+    trained model: its own key sets, and at the trained model's in-use set `key` (as
+    `trained_in_use`) for the Fourier measures and its spectral set `spectral` for the SVD."""
+    p, D = params["E"].shape
+    fresh = rnn.init_params(p, D, params["W_hh"].shape[0], config.get("seed", 0),
+                            config.get("dtype", "float32"))
+    return {"fourier": fourier(fresh, config, threshold, {"trained_in_use": list(key)}),
+            "svd": rank.analyze(fresh, config["activation"], spectral)}
+
+
+def run_report(params, config, folder, summary=None, threshold=THRESHOLD, snapshots=True):
+    """Every analysis (progress too when the run has snapshots), each computed once, and
+    report.md rendered from them (`summary`: the training summary, if any). Returns (the
+    report's path, {"fourier", "svd", "ablation", "control", "progress"})."""
+    analyses = _analyses(params, config, folder, threshold, snapshots)
+    figures = [name for name in runs.TRAINING_FIGURES + runs.ANALYSIS_FIGURES if (Path(folder) / name).exists()]
+    text = report.markdown(folder, analyses, summary, figures, config, runs.blas_kernels(folder))
+    return runs.write_text(Path(folder) / runs.REPORT_MD, text), analyses
+
+
+def _analyses(params, config, folder, threshold, snapshots):
+    found = run_fourier(params, config, folder, threshold)
+    spectral, strength = keysets.weight_key_frequencies(params, threshold)
+    used = found["in_use_key_frequencies"]
+    control = untrained_control(params, config, used, spectral, threshold)
+    _write(folder, runs.CONTROL_JSON, config, {
+        "what": "the same architecture at initialisation, measured at the trained model's in-use set",
+        "key_frequencies": used, **control})
+    return {"fourier": found, "svd": run_svd(params, config, folder, spectral),
+            "ablation": run_ablate(params, config, folder, spectral, strength), "control": control,
+            "progress": run_progress(folder, config, used) if snapshots and runs.list_snapshots(folder) else None}
