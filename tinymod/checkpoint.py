@@ -22,6 +22,13 @@ REQUIRED_CONFIG = ("p", "d_embed", "d_hidden", "activation", "seq_len", "frac", 
                    "step", "format_version")
 
 
+def metadata(settings, step, **extra):
+    """A checkpoint's config: the run's settings (a dict), the step, anything else to record
+    (seconds, how a model was built) and tinymod's version. Built here, once."""
+    from tinymod import __version__
+    return {**settings, "step": step, **extra, "version": __version__}
+
+
 def save(path, params, config, opt_state=None):
     """Write params (+ optimiser state) and `config` (a dict) to `path`, through the one
     atomic writer (runs.atomic_write)."""
@@ -194,7 +201,7 @@ def resolve_model_path(run_or_checkpoint):
     """A checkpoint path from a run folder (its model.npz) or a checkpoint file."""
     path = Path(run_or_checkpoint)
     if path.is_dir():
-        model = path / "model.npz"
+        model = path / runs.MODEL
         if not model.is_file():
             raise TinymodError(f"{path} holds no model.npz (is it a finished tinymod run?)")
         return model

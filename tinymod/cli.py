@@ -322,13 +322,15 @@ def bench(threads, repeats):
 @click.option("--phases", type=int, default=16, show_default=True, help="phases per frequency")
 @click.option("--offsets", type=int, default=16, show_default=True, help="offsets per phase")
 @click.option("--scale", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
-              help="multiply the logits (the model's confidence, not its answers)")
+              help="multiply the logits: the model's confidence, not its answers. At 1 the loss is "
+                   "near ln p and no single frequency's removal doubles it (none counts as in use); "
+                   "30 or more makes it confident, as a trained model is")
 @click.option("--overwrite", is_flag=True, help="replace an existing model.npz in --out")
 def construct(p, freqs, out, phases, offsets, scale, overwrite):
     """Build, without training, an RNN that adds mod p by Fourier multiplication with
     exactly the given frequencies, check it classifies every pair, and save it as a
     checkpoint (OUT/model.npz) that every analysis command reads."""
-    from tinymod import checkpoint
+    from tinymod import checkpoint, runs
     from tinymod import construct as builder
     from tinymod.errors import TinymodError
 
@@ -338,14 +340,14 @@ def construct(p, freqs, out, phases, offsets, scale, overwrite):
         raise TinymodError(f"--freqs must be comma-separated integers, got {freqs!r}") from None
     params, accuracy = builder.build(p, planted, phases, offsets, scale=scale)
     folder = _output_folder(out, None)
-    path = folder / "model.npz"
+    path = folder / runs.MODEL
     if path.exists() and not overwrite:
         raise TinymodError(f"{path} exists; pass --overwrite to replace it")
     H = params["W_hh"].shape[0]
-    config = {"p": p, "d_embed": params["E"].shape[1], "d_hidden": H, "activation": "relu",
-              "seq_len": 2, "frac": 0.3, "seed": 0, "step": 0, "dtype": "float64",
-              "constructed": {"freqs": sorted(set(planted)), "phases": phases, "offsets": offsets,
-                              "scale": scale}}
+    settings = {"p": p, "d_embed": params["E"].shape[1], "d_hidden": H, "activation": "relu",
+                "seq_len": 2, "frac": 0.3, "seed": 0, "dtype": "float64"}
+    config = checkpoint.metadata(settings, 0, constructed={"freqs": sorted(set(planted)), "phases": phases,
+                                                           "offsets": offsets, "scale": scale})
     checkpoint.save(path, params, config)
     click.echo(f"wrote {path}: p = {p}, frequencies {sorted(set(planted))}, H = {H}, "
                f"accuracy on all pairs {100 * accuracy:.1f}%")

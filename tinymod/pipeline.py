@@ -43,7 +43,7 @@ def fourier(params, config, threshold=THRESHOLD, extra_sets=None):
     report["fits"] = fits.analyze(params, activation, seq_len, tables["logits"], tables["hidden"],
                                   {"in_use": sets["in_use"], "functional": sets["functional"], **extra_sets})
     used = [k for k in report["strength_order"] if k in sets["in_use"]]
-    report["partial_sums"] = partial_sums.analyze(tables, used, config["p"])
+    report["partial_sums"] = {**partial_sums.analyze(tables, used, config["p"]), "key_set": "in_use, strongest first"}
     return report
 
 

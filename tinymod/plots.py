@@ -207,8 +207,8 @@ def ablation_cumulative(report, path):
 PHASE_COLOURS = {"memorisation": "C1", "circuit formation": "C2", "cleanup": "C4"}
 
 
-SET_MARKS = {"key_frequencies": ("spectral", "s", "C2"), "functional_key_frequencies": ("functional", "D", "C1"),
-             "in_use_key_frequencies": ("in use", "o", "C3")}
+SET_MARKS = {"in_use_key_frequencies": ("in use", "o", "C3", 13), "key_frequencies": ("spectral", "s", "C2", 9),
+             "functional_key_frequencies": ("functional", "D", "C1", 5)}    # drawn largest first
 
 
 def key_curve(report, path):
@@ -224,12 +224,11 @@ def key_curve(report, path):
     losses.set(yscale="log", xlabel="n, the first n frequencies by logit energy", ylabel="cross-entropy loss",
                title="losses along the strength order")
     removal.plot(n, _column(rows, "removal_loss_ratio"), color="grey", lw=0.8)
-    for field, (label, marker, colour) in SET_MARKS.items():
+    for field, (label, marker, colour, size) in SET_MARKS.items():
         members = set(report[field])
         picked = [r for r in rows if r["frequency"] in members]
-        removal.plot([r["n"] for r in picked], [r["removal_loss_ratio"] for r in picked], marker,
-                     color=colour, mfc="none", ms=6 + 3 * list(SET_MARKS).index(field), ls="none",
-                     label=f"{label} ({len(members)})")
+        removal.plot([r["n"] for r in picked], [r["removal_loss_ratio"] for r in picked], marker, color=colour,
+                     mfc=colour if size < 6 else "none", ms=size, ls="none", label=f"{label} ({len(members)})")
     removal.axhline(report["key_sets"]["in_use"]["factor"], color="C3", lw=0.8, ls="--", label="in-use factor")
     removal.set(yscale="log", xlabel="n", ylabel="loss with the n-th alone removed / model's loss",
                 title="removing one frequency from the weights")

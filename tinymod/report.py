@@ -67,12 +67,12 @@ def fourier_tables(r):
 def running_sum_tables(ps):
     """Markdown: how much of h_t the running sum's and the tokens' key terms explain, and
     W_hh in each key plane."""
-    lines = [ps["measures"], "",
-             f"| step t | h_t explained by cos/sin(w_k s_t) | by the tokens' cos/sin(w_k x_j), j ≤ t |",
+    lines = [f"At the in-use set ({freqs_text(ps['key_frequencies'])}), strongest first. {ps['measures']}", "",
+             "| step t | h_t explained by cos/sin(w_k s_t) | by the tokens' cos/sin(w_k x_j), j ≤ t |",
              "| --- | --- | --- |"]
     lines += [f"| {s['t']} | {pct_or_none(s['fraction_explained'])} | "
               f"{pct_or_none(s['fraction_explained_by_tokens'])} |" for s in ps["steps"]]
-    lines += ["", f"W_hh in each key plane: {ps['rotation_rule']}.", "",
+    lines += ["", f"W_hh in each in-use frequency's plane: {ps['rotation_rule']}.", "",
               "| k | in_plane | rotation_score | angle (degrees) | scale |", "| --- | --- | --- | --- | --- |"]
     fmt = lambda v, f="{:.3f}": "—" if v is None else f.format(v)
     lines += [f"| {r['frequency']} | {fmt(r['in_plane'])} | {fmt(r['rotation_score'])} | "
@@ -106,7 +106,7 @@ def control_table(trained, control):
         row("logit fit FVU at S", fit("logits")),
         row("restricted loss at S (all pairs)", lambda m: f"{at_s(m, 'key_sets')['restricted_loss']:.3g}"),
         row("excluded loss at S (train pairs)", lambda m: f"{at_s(m, 'key_sets')['excluded_loss']:.3g}"),
-        row(f"top {2 * len(t['fourier']['key_frequencies'])} singular energy of E @ W_ih.T", lambda m: pct_or_none(m["svd"]["E @ W_ih.T"].get("energy_share_key_rank"))),
+        row(f"top {2 * len(t['fourier']['key_frequencies'])} singular energy of E @ W_ih.T (2 per spectral key frequency)", lambda m: pct_or_none(m["svd"]["E @ W_ih.T"].get("energy_share_key_rank"))),
         row("rank of E @ W_ih.T at 90% energy", lambda m: m["svd"]["E @ W_ih.T"]["rank_90"]),
     ]
     return _table(["measure", "trained", "untrained control"], rows)

@@ -80,6 +80,42 @@ def blas_kernels(folder):
         return None
 
 
+# --- the folder ------------------------------------------------------------------------------
+
+def check_folder(out):
+    """Refuse a path that cannot hold a run (a file; a folder with other things and no run);
+    True when it already holds one. Changes nothing."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise TinymodError(f"{out} is a file, not a run folder")
+    has_run = (out / CONFIG).is_file()
+    foreign = [p.name for p in out.iterdir() if p.name != LOCK] if out.is_dir() else []
+    if foreign and not has_run:
+        raise TinymodError(f"{out} is not empty and holds no tinymod run; choose another --out")
+    return has_run
+
+
+def open_folder(out):
+    """Create the folder, take its lock, make the subfolders; returns the held RunLock."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(out).acquire()
+        (out / CHECKPOINTS).mkdir(exist_ok=True)
+        (out / SNAPSHOTS).mkdir(exist_ok=True)
+    except OSError as e:
+        raise TinymodError(f"cannot write to {out}: {e.strerror or e}") from None
+    return lock
+
+
+def clear(out, names=(), subfolders=()):
+    """Delete the named files and every stepped file (step_NNNNNNN.npz) in the subfolders."""
+    for name in names:
+        (out / name).unlink(missing_ok=True)
+    for sub in subfolders:
+        for _, path in stepped(out / sub):
+            path.unlink()
+
+
 # --- the one atomic writer ------------------------------------------------------------------
 
 def atomic_write(path, write, binary=True):

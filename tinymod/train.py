@@ -61,12 +61,7 @@ def prepare_run(config, out, resume=False, overwrite=False, overrides=()):
     RESUMABLE_CHANGES may differ from the saved run.
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise TinymodError(f"{out} is a file, not a run folder")
-    has_run = (out / runs.CONFIG).is_file()
-    foreign = [p.name for p in out.iterdir() if p.name != runs.LOCK] if out.is_dir() else []
-    if foreign and not has_run:
-        raise TinymodError(f"{out} is not empty and holds no tinymod run; choose another --out")
+    has_run = runs.check_folder(out)
     if resume:
         if not has_run:
             raise TinymodError(f"nothing to resume: {out} holds no run")
@@ -84,26 +79,6 @@ def prepare_run(config, out, resume=False, overwrite=False, overrides=()):
     config.validate()
     backend.get(config.backend)                 # a missing CuPy or GPU fails before any file is made
     return config, out
-
-
-def _open_folder(out):
-    """Create the folder, take its lock, make the subfolders."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        lock = runs.RunLock(out).acquire()
-        (out / runs.CHECKPOINTS).mkdir(exist_ok=True)
-        (out / runs.SNAPSHOTS).mkdir(exist_ok=True)
-    except OSError as e:
-        raise TinymodError(f"cannot write to {out}: {e.strerror or e}") from None
-    return lock
-
-
-def _clear(out, names=(), stepped=()):
-    for name in names:
-        (out / name).unlink(missing_ok=True)
-    for sub in stepped:
-        for _, path in runs.stepped(out / sub):
-            path.unlink()
 
 
 def _fresh(config, xp, like):
@@ -158,10 +133,10 @@ def _set_up(config, out, resume, overwrite):
     host = data.make_dataset(config.p, config.seq_len, config.frac, config.seed)
     ds = data.Dataset(*(backend.asarray(xp, a) for a in host))          # on the device
     if overwrite and not resume:
-        _clear(out, runs.RUN_FILES, (runs.CHECKPOINTS, runs.SNAPSHOTS))
+        runs.clear(out, runs.RUN_FILES, (runs.CHECKPOINTS, runs.SNAPSHOTS))
     state = _restore(out, config, xp, ds.x_train) if resume else _fresh(config, xp, ds.x_train)
     if resume:              # the model will move on: older analyses would describe another step
-        _clear(out, runs.ANALYSIS_OUTPUTS)
+        runs.clear(out, runs.ANALYSIS_OUTPUTS)
     runs.remove_stale_temporaries(out)
     with blocks.threads_set(config.threads):
         machine = {"threads_used": blocks.threads(), "blas": blocks.blas_info()}
@@ -198,14 +173,14 @@ def _batch(ds, host_train, config, step):
 
 def _save(out, step, params, config, opt, seconds):
     path = out / runs.CHECKPOINTS / runs.checkpoint_name(step)
-    meta = {**config.to_dict(), "step": step, "seconds": seconds, "version": __version__}
-    return checkpoint.save(path, params, meta, opt.state_dict())
+    return checkpoint.save(path, params, checkpoint.metadata(config.to_dict(), step, seconds=seconds),
+                           opt.state_dict())
 
 
 def _snapshot(out, step, params, config):
     """Parameters only (no optimiser state), for tinymod progress."""
-    meta = {**config.to_dict(), "step": step, "version": __version__}
-    checkpoint.save(out / runs.SNAPSHOTS / runs.checkpoint_name(step), params, meta)
+    checkpoint.save(out / runs.SNAPSHOTS / runs.checkpoint_name(step), params,
+                    checkpoint.metadata(config.to_dict(), step))
 
 
 def _sigint_handler(interrupted):
@@ -279,8 +254,7 @@ def _finish(config, out, state, stopped):
     if runs.snapshot_steps(config.steps, config.snapshot_every) and \
             not (out / runs.SNAPSHOTS / runs.checkpoint_name(step)).exists():   # stopped early
         _snapshot(out, step, params, config)
-    meta = {**config.to_dict(), "step": step, "seconds": seconds, "version": __version__}
-    checkpoint.save(out / runs.MODEL, params, meta)
+    checkpoint.save(out / runs.MODEL, params, checkpoint.metadata(config.to_dict(), step, seconds=seconds))
     title = f"p = {config.p}, frac = {config.frac}, {config.activation}, preset {config.preset}"
     plots.training_curves(rows, out / runs.CURVES_PNG, title)
     plots.weight_norm(rows, out / runs.WEIGHT_NORM_PNG, title)
@@ -295,7 +269,7 @@ def run(config, out, resume=False, overwrite=False, overrides=(), progress=None)
     is pressed, and KeyboardInterrupt at once when it is pressed again.
     """
     config, out = prepare_run(config, out, resume, overwrite, overrides)
-    lock = _open_folder(out)
+    lock = runs.open_folder(out)
     try:
         ds, host, state = _set_up(config, out, resume, overwrite)
         state, stopped = _loop(config, out, ds, host, state, progress)
