@@ -62,9 +62,12 @@ def test_blocks_are_fixed_by_rows_alone():
     np.testing.assert_allclose(one, a.T @ b, rtol=1e-12)
 
 
-def test_training_is_bit_identical_for_any_thread_count(tmp_path):
+def test_training_and_its_analysis_are_bit_identical_for_any_thread_count(tmp_path):
     """Many steps on 2 blocks of examples: --threads 1 and 2, and BLAS started with 1 or
-    2 threads, in separate processes, end with the same bits."""
+    2 threads, in separate processes, end with the same bits. A lecture-sized analysis of the
+    model (`tinymod fourier`: key sets, curve, fits) gives the same sets, counts and orders,
+    and floats equal to 1e-9 (LAPACK's least squares may change a last bit with the thread
+    count): what the lectures print, rounded, is the same, so they run with one count only."""
     common = ["train", "--preset", "quick", "--p", "47", "--frac", "0.6", "--d-embed", "16",
               "--d-hidden", "16", "--steps", "300", "--snapshot-every", "0"]
     runs = []
@@ -73,8 +76,27 @@ def test_training_is_bit_identical_for_any_thread_count(tmp_path):
         env = {**os.environ, "OPENBLAS_NUM_THREADS": blas}
         subprocess.run([sys.executable, "-m", "tinymod", *common, "--threads", threads, "--out", str(out)],
                        check=True, capture_output=True, env=env)
-        runs.append(checkpoint.load(out / "model.npz")[0])
+        subprocess.run([sys.executable, "-m", "tinymod", "fourier", str(out)], check=True, capture_output=True, env=env)
+        runs.append((checkpoint.load(out / "model.npz")[0], (out / "fourier.json").read_text()))
         config = json.loads((out / "config.json").read_text())
         assert config["threads_used"] == int(threads) and config["blas"][0]["internal_api"]
-    for other in runs[1:]:
-        assert all(np.array_equal(runs[0][k], other[k]) for k in rnn.PARAM_NAMES)
+    for params, analysis in runs[1:]:
+        assert all(np.array_equal(runs[0][0][k], params[k]) for k in rnn.PARAM_NAMES)
+        assert_same_analysis(json.loads(analysis), json.loads(runs[0][1]))
+
+
+def assert_same_analysis(a, b, where="fourier.json"):
+    """Equal structure and non-float values; floats equal to a relative 1e-9."""
+    assert type(a) is type(b), where
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            assert_same_analysis(a[key], b[key], f"{where}/{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_analysis(x, y, f"{where}[{i}]")
+    elif isinstance(a, float):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-300), where
+    else:
+        assert a == b, where

@@ -1,6 +1,5 @@
 """Functional key frequencies, the logit-level measures (restricted and excluded loss), fit
 measures that name themselves, parameter snapshots and `tinymod progress`."""
-import hashlib
 import json
 
 import numpy as np
@@ -9,6 +8,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import digest
 from tinymod import checkpoint, construct, fits, keysets, pipeline, progress, runs, tabulate
 from tinymod.cli import main
 
@@ -84,11 +84,6 @@ def test_phases_follow_their_rules():
         {"name": "circuit formation", "start": 10, "end": 20, "open": True}]
 
 
-def _files(folder):
-    return {p.relative_to(folder): hashlib.sha1(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
 def test_progress_on_a_tiny_run(tiny_run):
     run = tiny_run(300)
     snaps = runs.list_snapshots(run)
@@ -151,19 +146,19 @@ def test_a_perfect_hand_built_model_passes_the_one_sided_claims(tmp_path):
 def test_progress_bad_inputs_change_no_file(tmp_path, tiny_run):
     runner = CliRunner()
     (tmp_path / "notes.txt").write_text("not a run")
-    before = _files(tmp_path)
+    before = digest(tmp_path)
     result = runner.invoke(main, ["progress", str(tmp_path)])
     assert result.exit_code == 1 and "is not a finished tinymod run" in result.output
-    assert "Traceback" not in result.output and _files(tmp_path) == before
+    assert "Traceback" not in result.output and digest(tmp_path) == before
     run = tmp_path / "run"
     result = runner.invoke(main, ["train", "--preset", "quick", "--p", "7", "--d-embed", "4", "--d-hidden", "8",
                                   "--steps", "20", "--snapshot-every", "0", "--out", str(run)])
     assert result.exit_code == 0, result.output
-    before = _files(tmp_path)
+    before = digest(tmp_path)
     result = runner.invoke(main, ["progress", str(run)])
     assert result.exit_code == 1 and "no parameter snapshots" in result.output
     assert "--snapshot-every 0" in result.output and len(result.output.strip().splitlines()) == 1
-    assert _files(tmp_path) == before
+    assert digest(tmp_path) == before
     result = runner.invoke(main, ["train", "--snapshot-every", "-1", "--out", str(tmp_path / "x")])
     assert result.exit_code == 1 and "snapshot-every must be 0" in result.output
 

@@ -5,28 +5,16 @@ import json
 import os
 import signal
 import stat
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from conftest import digest, invoke, spawn_training, wait_for_checkpoint
 from tinymod import checkpoint, runs, train
 from tinymod.cli import main
 from tinymod.errors import TinymodError
 
-TINY = ["--p", "7", "--frac", "0.6", "--d-embed", "8", "--d-hidden", "8", "--lr", "0.01",
-        "--eval-every", "5", "--checkpoint-every", "10"]
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, ["train", *TINY, *map(str, args)])
-
-
-def files(folder):
-    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 # --- the atomic writer -----------------------------------------------------------------------
@@ -112,10 +100,10 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path, other, message):
     assert invoke("--steps", 20, "--out", run).exit_code == 0
     assert invoke("--steps", 10, "--out", stranger, *other).exit_code == 0
     _replace_newest(run, stranger)
-    before = files(run)
+    before = digest(run)
     result = invoke("--steps", 30, "--out", run, "--resume")
     assert result.exit_code == 1 and message in result.output, result.output
-    assert len(result.output.strip().splitlines()) == 1 and files(run) == before
+    assert len(result.output.strip().splitlines()) == 1 and digest(run) == before
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -153,21 +141,10 @@ def test_a_truncated_newest_checkpoint_is_named_and_the_newest_valid_offered(tmp
 
 # --- the lock -----------------------------------------------------------------------------------
 
-def _spawn(out, steps):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "tinymod", "train", *TINY, "--steps", str(steps),
-                             "--checkpoint-every", "50", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            cwd=out.parent)
-
-
 def test_a_folder_being_trained_is_locked_and_a_dead_lock_taken_over(tmp_path):
     run = tmp_path / "run"
-    proc = _spawn(run, 200000)
-    deadline = time.monotonic() + 120
-    while not list((run / "checkpoints").glob("step_*.npz")) if (run / "checkpoints").exists() else True:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-        time.sleep(0.05)
+    proc = spawn_training(run, 200000)
+    wait_for_checkpoint(run, proc)
     try:
         for extra in (["--resume"], ["--overwrite"]):
             result = invoke("--steps", 10, "--out", run, *extra)

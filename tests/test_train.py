@@ -1,26 +1,17 @@
 """`tinymod train` end to end through click's CliRunner (and a real process for signals)."""
-import hashlib
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from conftest import TINY, digest, invoke, spawn_training, wait_for_checkpoint
 from tinymod import checkpoint, rnn, runs, train
 from tinymod.cli import main
 
-TINY = ["--p", "7", "--frac", "0.6", "--d-embed", "8", "--d-hidden", "8", "--lr", "0.01",
-        "--eval-every", "5", "--checkpoint-every", "10"]
 METRIC_KEYS = {"step", "train_loss", "train_acc", "test_loss", "test_acc", "weight_norm", "seconds"}
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, ["train", *TINY, *map(str, args)])
 
 
 def model_params(run):
@@ -98,7 +89,8 @@ def test_resume_after_a_crash_drops_metrics_past_the_checkpoint(tmp_path):
     (run / "metrics.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= 25) + '{"step": 3')
     (run / "checkpoints" / ".step_0000030.npz.abc.tmp").write_bytes(b"torn")
-    result = invoke("--steps", 40, "--out", run, "--resume")
+    with pytest.warns(UserWarning, match="skipped unreadable line 7"):     # the torn line, named
+        result = invoke("--steps", 40, "--out", run, "--resume")
     assert result.exit_code == 0, result.output
     assert [r["step"] for r in runs.read_metrics(run / "metrics.jsonl")] == list(range(0, 41, 5))
     assert not list((run / "checkpoints").glob(".*.tmp"))
@@ -120,11 +112,6 @@ def test_divergence_stops_with_a_message_and_keeps_good_checkpoints(tmp_path):
     assert "non-finite at step" in result.output and "Traceback" not in result.output
     for path in (run / "checkpoints").glob("step_*.npz"):
         checkpoint.load(path)   # every checkpoint left behind is whole and finite
-
-
-def snapshot(folder):
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 BAD = [
@@ -154,7 +141,7 @@ def test_bad_settings_are_one_line_errors(tmp_path, args, message):
 def test_folders_that_must_not_be_touched(tmp_path):
     existing = tmp_path / "run"
     assert invoke("--steps", 10, "--out", existing).exit_code == 0
-    before = snapshot(existing)
+    before = digest(existing)
     cases = [
         (["--out", existing], "already holds a run; pass --resume"),
         (["--out", existing, "--resume", "--lr", "0.5"], "lr differs"),
@@ -173,7 +160,7 @@ def test_folders_that_must_not_be_touched(tmp_path):
         result = invoke("--steps", 10, *args)
         assert result.exit_code != 0, args
         assert message in result.output and "Traceback" not in result.output, result.output
-    assert snapshot(existing) == before
+    assert digest(existing) == before
     assert (tmp_path / "file").read_text() == "precious"
     assert (tmp_path / "other" / "notes.txt").read_text() == "precious"
     (existing / "fourier.json").write_text("{}")              # an old analysis output
@@ -200,33 +187,18 @@ def test_corrupt_or_truncated_checkpoint_on_resume(tmp_path):
     assert invoke("--steps", 20, "--out", run).exit_code == 0
     newest = run / "checkpoints" / "step_0000020.npz"
     newest.write_bytes(newest.read_bytes()[:100])
-    before = snapshot(run)
+    before = digest(run)
     result = invoke("--steps", 30, "--out", run, "--resume")
     assert result.exit_code == 1 and "truncated or corrupt" in result.output
     assert "Traceback" not in result.output
-    assert snapshot(run) == before
-
-
-def _spawn(out, steps):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "tinymod", "train", *TINY, "--steps", str(steps),
-         "--checkpoint-every", "50", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=out.parent)
-
-
-def _wait_for_checkpoint(out, proc, timeout=120):
-    deadline = time.monotonic() + timeout
-    while not list((out / "checkpoints").glob("step_*.npz")) if (out / "checkpoints").exists() else True:
-        assert proc.poll() is None and time.monotonic() < deadline, "training ended too soon"
-        time.sleep(0.05)
+    assert digest(run) == before
 
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_identically(tmp_path):
     steps = 20000   # far more than can finish before the signal arrives
     run = tmp_path / "run"
-    proc = _spawn(run, steps)
-    _wait_for_checkpoint(run, proc)
+    proc = spawn_training(run, steps)
+    wait_for_checkpoint(run, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -245,8 +217,8 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_identically(tmp_path):
 def test_sigkill_leaves_only_whole_checkpoints(tmp_path):
     for delay in (0.0, 0.13, 0.31):
         run = tmp_path / f"run{delay}"
-        proc = _spawn(run, 20000)
-        _wait_for_checkpoint(run, proc)
+        proc = spawn_training(run, 20000)
+        wait_for_checkpoint(run, proc)
         time.sleep(delay)
         proc.kill()
         proc.wait()
