@@ -15,8 +15,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # A real (non-editable) install, so tests exercise tinymod as users get it, numba's cache
-# included; it is redone whenever the package or its pins change.
-$(STAMP): $(BIN)/python setup.cfg pyproject.toml constraints.txt $(wildcard tinymod/*.py)
+# included; it is redone whenever any file of the package (subfolders and package data
+# included) or its pins change.
+PACKAGE_FILES := $(shell find tinymod -type f ! -path '*/__pycache__/*' ! -name '*.pyc')
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml constraints.txt $(PACKAGE_FILES)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt '.[test]'
 	@touch $@
 

@@ -91,7 +91,7 @@ def test_fourier_and_ablation_maths_agree(p, seed):
     close(fourier.project(put(x)), fourier.project(x), "float64")
     close(fourier.spectrum(put(x)), fourier.spectrum(x), "float64")
     close(fourier.spectrum_2d(put(M)), fourier.spectrum_2d(M), "float64")
-    close(fourier.shares(fourier.spectrum(put(x))), fourier.shares(fourier.spectrum(x)), "float64")
+    close(fourier.frequency_shares(fourier.spectrum(put(x))), fourier.frequency_shares(fourier.spectrum(x)), "float64")
     params = rnn.init_params(p, 3, 4, seed=1, dtype="float64")
     removed = ablate.remove(params, [1])
     removed_b = ablate.remove({k: put(v) for k, v in params.items()}, [1])

@@ -7,7 +7,7 @@ from tinymod import reference, rnn
 from tinymod.kernels import softmax_xent
 
 # Fourth-order central differences, f'(x) ~ (f(x-2h) - 8 f(x-h) + 8 f(x+h) - f(x+2h)) / 12h:
-# truncation O(h^4) ~ 1e-12 and rounding ~ 1e-16 * loss / h ~ 1e-12 at h = 1e-3.
+# truncation O(h^4) ~ 1e-16 and rounding ~ 1e-16 * loss / h ~ 1e-12 at h = 1e-4.
 STEP = 1e-4
 REL_BOUND = 1e-7    # ||numeric - analytic|| / max(||numeric|| + ||analytic||, NORM_FLOOR)
 NORM_FLOOR = 1e-3   # smaller gradients are compared absolutely: |diff| < 1e-10 (noise ~1e-11)

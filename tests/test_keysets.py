@@ -163,15 +163,15 @@ def untrained(p=23, T=2, activation="relu"):
 
 
 def test_an_untrained_model_uses_no_frequency_and_fails_every_claim_with_a_why():
-    from tinymod import ablate, rank
+    from tinymod import ablate, svd
     params, config = untrained()
     f = pipeline.fourier(params, config)
     assert len(f["in_use_key_frequencies"]) <= 1
     assert f["fits"]["in_use"] is None or len(f["in_use_key_frequencies"]) == 1
     key, strength = keysets.weight_key_frequencies(params)
-    svd = rank.analyze(params, "relu", key)
+    matrices = svd.analyze(params, "relu", key)
     abl = ablate.analyze(params, config, key, strength, seeds=1)
-    verdicts = claims.claims(f, svd, abl)
+    verdicts = claims.claims(f, matrices, abl)
     assert len(verdicts) == 8
     for c in verdicts:
         assert not c.verdict.startswith("reproduced"), c

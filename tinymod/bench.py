@@ -12,19 +12,15 @@ import statistics
 import subprocess
 import sys
 import time
+import timeit
 
 import numpy as np
 
-from tinymod import backend, blocks, data, kernels, optim, rnn
+from tinymod import blocks, data, kernels, optim, rnn
 
 
 def _median_ms(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return 1e3 * statistics.median(timeit.repeat(fn, number=1, repeat=repeats))
 
 
 def step_flops(p, d_embed, d_hidden, batch):

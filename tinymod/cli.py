@@ -61,7 +61,8 @@ TRAIN_OPTIONS = [
     ("--seed", int, "seed of the initialisation, the split and the minibatches"),
     ("--dtype", str, "float32 or float64"),
     ("--backend", str, "array backend: numpy, or cupy on an NVIDIA GPU"),
-    ("--threads", int, "BLAS threads (every core when not given; see make bench)"),
+    ("--threads", int, "threads running the step's example blocks, each with one BLAS thread "
+                        "(every core when not given; see make bench)"),
 ]
 
 

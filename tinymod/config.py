@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +63,7 @@ class TrainConfig:
     seed: int = 0               # initialisation, split and minibatch order
     dtype: str = "float32"
     backend: str = "numpy"
-    threads: int | None = None  # BLAS threads (None: every core, which measured fastest here)
+    threads: int | None = None  # block threads, one BLAS thread each (None: every core, fastest here)
     preset: str = "paper"
 
     def validate(self):
@@ -192,11 +193,11 @@ def read_config_file(path):
 def coerce(settings):
     """Check each value's type against the dataclass field (ints stay ints, etc.)."""
     out = {}
+    hints = typing.get_type_hints(TrainConfig)
     for name, value in settings.items():
-        default = getattr(TrainConfig(), name)
-        optional = {"batch_size": int, "stop_at": float, "threads": int, "snapshot_every": int}
-        kind = optional.get(name, type(default))
-        if value is None and name in optional:
+        kinds = typing.get_args(hints[name]) or (hints[name],)     # int | None -> (int, NoneType)
+        kind = kinds[0]
+        if value is None and type(None) in kinds:
             out[name] = None
         elif kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             out[name] = float(value)

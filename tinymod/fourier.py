@@ -97,7 +97,7 @@ def spectrum_2d(values):
     return _fold_2d(xp.sum(xp.reshape(coeffs**2, (p, p, -1)), axis=2))
 
 
-def shares(spec):
+def frequency_shares(spec):
     """Each frequency's share of the non-constant energy (k >= 1); zeros if there is none."""
     spec, xp = _float(spec)
     total = xp.sum(spec[1:])

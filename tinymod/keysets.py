@@ -23,7 +23,7 @@ from tinymod import ablate, rnn
 from tinymod.backend import asarray, namespace, to_numpy
 from tinymod.config import EVAL_BATCH
 from tinymod.data import all_tuples, grid_sums, targets
-from tinymod.fourier import shares, spectrum
+from tinymod.fourier import frequency_shares, spectrum
 from tinymod.kernels import softmax_xent
 
 
@@ -70,7 +70,7 @@ THRESHOLDS = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5)   # the spectral count is reported 
 def key_frequencies(component_spectra, threshold=THRESHOLD):
     """The key-frequency rule (KEY_RULE): relative to the strongest frequency, so it does
     not depend on how many frequencies share the energy. Ascending ints."""
-    mean_share = np.mean([shares(s) for s in component_spectra], axis=0)
+    mean_share = np.mean([frequency_shares(s) for s in component_spectra], axis=0)
     if mean_share.max() <= 0:
         return []
     return [int(k) for k in np.flatnonzero(mean_share >= threshold * mean_share.max()) if k >= 1]
@@ -81,7 +81,7 @@ def weight_key_frequencies(params, threshold=THRESHOLD):
     W_out): the cheap part of `analyze`, for commands that need only the key."""
     E, W_ih, W_out = (to_numpy(params[k]).astype(np.float64) for k in ("E", "W_ih", "W_out"))
     spectra = [spectrum(E), spectrum(E @ W_ih.T), spectrum(W_out)]
-    return key_frequencies(spectra, threshold), np.mean([shares(s) for s in spectra], axis=0)
+    return key_frequencies(spectra, threshold), np.mean([frequency_shares(s) for s in spectra], axis=0)
 
 
 def sum_projection(logits, freqs):

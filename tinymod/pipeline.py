@@ -11,7 +11,7 @@ names in `runs`. The report (tinymod.report) only renders what this returns.
 """
 from pathlib import Path
 
-from tinymod import ablate, fits, keysets, partial_sums, plots, progress, rank, report, rnn, runs, tabulate
+from tinymod import ablate, fits, keysets, partial_sums, plots, progress, svd, report, rnn, runs, tabulate
 from tinymod.data import make_dataset
 from tinymod.fourier import energy_shares_at
 from tinymod.keysets import SET_FIELDS, THRESHOLD
@@ -66,7 +66,7 @@ def run_fourier(params, config, folder, threshold=THRESHOLD):
 def run_svd(params, config, folder, key):
     """svd.json at the spectral key frequencies `key` (2 singular values per frequency)."""
     report = {"key_frequencies": list(key), "key_set": "spectral",
-              "matrices": rank.analyze(params, config["activation"], key)}
+              "matrices": svd.analyze(params, config["activation"], key)}
     _write(folder, runs.SVD_JSON, config, report)
     plots.singular_values(report["matrices"], Path(folder) / runs.SINGULAR_VALUES_PNG)
     return report
@@ -100,7 +100,7 @@ def untrained_control(params, config, key, spectral, threshold=THRESHOLD):
     fresh = rnn.init_params(p, D, params["W_hh"].shape[0], config.get("seed", 0),
                             config.get("dtype", "float32"))
     return {"fourier": fourier(fresh, config, threshold, {"trained_in_use": list(key)}),
-            "svd": rank.analyze(fresh, config["activation"], spectral)}
+            "svd": svd.analyze(fresh, config["activation"], spectral)}
 
 
 def run_report(params, config, folder, summary=None, threshold=THRESHOLD, snapshots=True):

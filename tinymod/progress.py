@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from tinymod import checkpoint, fourier, keysets, rank, runs, tabulate
+from tinymod import checkpoint, fourier, keysets, rnn, runs, svd, tabulate
 from tinymod.data import make_dataset
 from tinymod.errors import TinymodError
 
@@ -35,18 +35,11 @@ PHASE_RULES = {
 NAMES = tuple(PHASE_RULES)
 
 
-def _energy_share(spec, key):
-    total = float(np.sum(spec[1:]))
-    return float(np.sum(spec[list(key)]) / total) if total > 0 else 0.0
-
-
 def frequencies_for(spec, level=0.9):
-    """How many frequencies k >= 1, strongest first, hold `level` of the non-constant energy."""
-    energy = np.sort(np.asarray(spec[1:]))[::-1]
-    total = energy.sum()
-    if total <= 0:
-        return 0
-    return int(np.searchsorted(np.cumsum(energy) / total, level - 1e-12) + 1)
+    """How many frequencies k >= 1, strongest first, hold `level` of the non-constant energy
+    (the effective-rank rule of tinymod.svd, on a spectrum)."""
+    energy = np.sort(np.asarray(spec[1:], dtype=np.float64))[::-1]
+    return svd.effective_rank(np.cumsum(energy) / energy.sum(), level) if energy.sum() > 0 else 0
 
 
 def measure(params, activation, key, train_tuples, test_tuples):
@@ -61,17 +54,15 @@ def measure(params, activation, key, train_tuples, test_tuples):
         answers = np.argmax(logits[tuple(tuples.T)], axis=1)
         row[f"{name}_loss"] = keysets.cross_entropy(logits, tuples)
         row[f"{name}_acc"] = float(np.mean(answers == tuples.sum(axis=1) % p))
-    norms = {name: float(np.sqrt(np.sum(v ** 2))) for name, v in P.items()}
-    row["weight_norm"] = math.sqrt(sum(n ** 2 for n in norms.values()))
-    row["weight_norm_per_matrix"] = norms
+    row["weight_norm"], row["weight_norm_per_matrix"] = rnn.weight_norms(P)
     row.update(keysets.logit_measures(logits, key, train_tuples, test_tuples))
     spectra = {name: fourier.spectrum(tables[name]) for name in ("E", "U", "W_out")}
     spectra["logits"] = fourier.spectrum(logits, axis=-1)
-    row["key_energy"] = {name: _energy_share(spec, key) for name, spec in spectra.items()}
+    row["key_energy"] = fourier.energy_shares_at(spectra, {n: s[1:].sum() for n, s in spectra.items()}, key)
     row["frequencies_for_90"] = frequencies_for(spectra["U"])
     r = min(2 * len(key), p)
     row["top_2k_singular_energy"] = {
-        name: float(rank.energy_shares(np.linalg.svd(tables[name], compute_uv=False))[r - 1]) if r else 0.0
+        name: float(svd.cumulative_energy(np.linalg.svd(tables[name], compute_uv=False))[r - 1]) if r else 0.0
         for name in ("U", "W_out")}
     return row
 

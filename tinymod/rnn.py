@@ -14,6 +14,7 @@ token. The backward pass mirrors this: gradients that reach a table row are summ
 residue (a scatter-add) before the small (p, H) matmuls. It is the same maths as the
 plain loop in `tinymod.reference`, which tests compare it against.
 """
+import math
 import threading
 from contextlib import nullcontext
 from typing import NamedTuple
@@ -21,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tinymod import blocks
-from tinymod.backend import arange, asarray, namespace
+from tinymod.backend import arange, asarray, namespace, to_numpy
 from tinymod.kernels import (act_backward, act_backward_scatter, gather_add_act, scatter_add_rows,
                              softmax_xent, softmax_xent_rows)
 
@@ -117,10 +118,17 @@ def _forward(params, x, activation, xp):
     return logits, cache
 
 
+def weight_norms(params):
+    """(the Frobenius norm of all parameters together, {name: each one's norm}), in float64
+    on the host."""
+    squares = {name: float(np.sum(to_numpy(v).astype(np.float64) ** 2)) for name, v in params.items()}
+    return math.sqrt(sum(squares.values())), {name: math.sqrt(s) for name, s in squares.items()}
+
+
 class _Workspace(threading.local):
     """Per-thread buffers that `loss_and_grads` reuses from call to call (NumPy only), so a
-    warm step allocates nothing B-sized: no page faults from fresh arrays, from any plain
-    call. Nothing in them escapes a call; `forward` never uses them."""
+    warm two-token step allocates nothing B-sized (a step with T >= 3 still allocates its
+    middle steps' (B, H) states): no page faults from fresh arrays, from any plain call. Nothing in them escapes a call; `forward` never uses them."""
 
     def __init__(self):
         self.buffers = {}

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tinymod import __version__, backend, blocks, checkpoint, data, optim, plots, rnn, runs
-from tinymod.backend import namespace, to_numpy
+from tinymod.backend import namespace
 from tinymod.config import EVAL_BATCH, FIELDS, TrainConfig, coerce
 from tinymod.errors import TinymodError
 
@@ -147,16 +147,12 @@ def _set_up(config, out, resume, overwrite):
 
 # --- the loop -----------------------------------------------------------------------------
 
-def weight_norm(params):
-    return math.sqrt(sum(float(np.sum(to_numpy(v).astype(np.float64) ** 2)) for v in params.values()))
-
-
 def _evaluate(params, ds, config, step, seconds):
     train_loss, train_acc = rnn.evaluate(params, ds.x_train, ds.y_train, config.activation, EVAL_BATCH)
     test_loss, test_acc = rnn.evaluate(params, ds.x_test, ds.y_test, config.activation, EVAL_BATCH)
     return {"step": step, "train_loss": train_loss, "train_acc": train_acc,
             "test_loss": test_loss, "test_acc": test_acc,
-            "weight_norm": weight_norm(params), "seconds": round(seconds, 3)}
+            "weight_norm": rnn.weight_norms(params)[0], "seconds": round(seconds, 3)}
 
 
 def _batch(ds, host_train, config, step):

@@ -28,7 +28,7 @@ def matrices(params, activation="relu"):
     }
 
 
-def energy_shares(singular_values):
+def cumulative_energy(singular_values):
     """Share of energy in the top r singular values, for r = 1..n (monotone, ends at 1)."""
     energy = np.asarray(singular_values, dtype=np.float64) ** 2
     total = energy.sum()
@@ -55,7 +55,7 @@ def analyze(params, activation="relu", key=()):
     report = {}
     for name, (M, residues) in matrices(params, activation).items():
         u, s, _ = np.linalg.svd(M, full_matrices=False)
-        shares = energy_shares(s)
+        shares = cumulative_energy(s)
         entry = {"shape": list(M.shape), "singular_values": s.tolist(),
                  "energy_share_top": shares.tolist(),
                  "rank_90": effective_rank(shares, 0.90), "rank_99": effective_rank(shares, 0.99)}

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from strategies import models
-from tinymod import ablate, construct, rank, rnn
+from tinymod import ablate, construct, svd, rnn
 from tinymod.cli import main
 
 
@@ -17,16 +17,16 @@ from tinymod.cli import main
 def test_energy_shares_are_monotone_and_end_at_one(m, n, seed):
     M = np.random.default_rng(seed).standard_normal((m, n))
     s = np.linalg.svd(M, compute_uv=False)
-    shares = rank.energy_shares(s)
+    shares = svd.cumulative_energy(s)
     assert np.all(np.diff(shares) >= -1e-15) and shares[-1] == pytest.approx(1.0)
-    r90 = rank.effective_rank(shares, 0.9)
+    r90 = svd.effective_rank(shares, 0.9)
     assert shares[r90 - 1] >= 0.9 - 1e-12 and (r90 == 1 or shares[r90 - 2] < 0.9)
 
 
 def test_singular_values_agree_with_numpy():
     params = rnn.init_params(11, 6, 7, seed=2, dtype="float64")
-    report = rank.analyze(params, key=[1, 2])
-    for name, (M, _) in rank.matrices(params).items():
+    report = svd.analyze(params, key=[1, 2])
+    for name, (M, _) in svd.matrices(params).items():
         np.testing.assert_allclose(report[name]["singular_values"],
                                    np.linalg.svd(M, compute_uv=False), rtol=1e-12)
         assert report[name]["key_rank"] == 4
@@ -36,8 +36,8 @@ def test_top_singular_vectors_of_a_constructed_model_span_its_frequencies():
     """The planted frequencies have equal weight, so singular vectors may mix them: the
     top-4 subspace, not each vector, is the span of cos/sin of the planted frequencies."""
     params, _ = construct.build(13, [2, 5], phases=16, offsets=4)
-    report = rank.analyze(params, key=[2, 5])
-    for name, (M, _) in rank.matrices(params).items():
+    report = svd.analyze(params, key=[2, 5])
+    for name, (M, _) in svd.matrices(params).items():
         if name in ("E", "W_out", "E @ W_ih.T"):
             u = np.linalg.svd(M)[0][:, :4]
             np.testing.assert_allclose(u @ u.T, ablate.projector(13, [2, 5]), atol=1e-9)
