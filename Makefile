@@ -19,6 +19,7 @@ $(BIN)/python:
 # included) or its pins change.
 PACKAGE_FILES := $(shell find tinymod -type f ! -path '*/__pycache__/*' ! -name '*.pyc')
 $(STAMP): $(BIN)/python setup.cfg pyproject.toml constraints.txt $(PACKAGE_FILES)
+	rm -rf build    # setuptools' build folder keeps deleted modules, which would ship again
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt '.[test]'
 	@touch $@
 
@@ -33,7 +34,7 @@ train: $(STAMP) ## train the default preset into runs/default (replacing it), th
 
 sweep: $(STAMP) ## the paper's claims over seeds (default x 5, paper --lr 3e-3 x 3) on a local dask cluster
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt '.[sweep]'
-	$(BIN)/tinymod sweep tinymod/grids/claims.toml --out runs/sweep
+	$(BIN)/tinymod sweep tinymod/scale/grids/claims.toml --out runs/sweep
 
 bench: $(STAMP) ## time a training step: ours vs PyTorch (installed if pip can), the matmul limit
 	-$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt '.[bench]'

@@ -11,7 +11,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.getcwd())
-from tinymod import backend, data, kernels, optim, rnn  # noqa: E402
+from tinymod import rnn  # noqa: E402
+from tinymod.model import backend, data, kernels, optim
 
 # Agreement tolerances: the largest |gpu - cpu| over a gradient, relative to its largest |cpu|.
 TOL = {"float64": 1e-10, "float32": 1e-3}

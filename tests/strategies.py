@@ -2,7 +2,7 @@
 import numpy as np
 from hypothesis import strategies as st
 
-from tinymod import rnn
+from tinymod.model import rnn
 
 
 @st.composite

@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from strategies import models
-from tinymod import ablate, backend, fourier, optim, rnn
-from tinymod.kernels import softmax_xent
+from tinymod.analysis import ablate, fourier
+from tinymod.model import backend, optim, rnn
+from tinymod.model.kernels import softmax_xent
 
 BACKEND = os.environ.get("TINYMOD_TEST_BACKEND", "strict")   # "cupy" in make gpu-check
 strict = pytest.importorskip("array_api_strict") if BACKEND == "strict" else None
@@ -124,7 +125,7 @@ def test_asking_for_cupy_without_it_is_a_clear_one_line_error(tmp_path):
 
 def test_arrays_of_two_namespaces_are_refused():
     import array_api_strict as strict
-    from tinymod import backend
+    from tinymod.model import backend
     assert backend.namespace(np.ones(2), np.float64(3.0), 2.0) is np
     with pytest.raises(TypeError, match="different namespaces mixed"):
         backend.namespace(np.ones(2), strict.asarray([1.0, 2.0]))

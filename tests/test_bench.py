@@ -2,7 +2,7 @@
 import pytest
 from click.testing import CliRunner
 
-from tinymod import bench
+from tinymod.scale import bench
 from tinymod.cli import main
 
 

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given
 
 from strategies import models
-from tinymod import blocks, checkpoint, rnn
-from tinymod.kernels import softmax_xent
+from tinymod.model import blocks, rnn
+from tinymod.training import checkpoint
+from tinymod.model.kernels import softmax_xent
 
 
 @contextmanager

@@ -5,9 +5,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from tinymod import checkpoint, rnn
+from tinymod.model import rnn
+from tinymod.training import checkpoint
 from tinymod.errors import TinymodError
-from tinymod.optim import AdamW
+from tinymod.model.optim import AdamW
 
 CONFIG = {"p": 5, "d_embed": 3, "d_hidden": 4, "activation": "relu", "seq_len": 2,
           "frac": 0.5, "seed": 0, "step": 7}

@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
-from tinymod import config, course, rnn, runs
+from tinymod import course
+from tinymod.model import rnn
+from tinymod.training import config, runs
 from tinymod.errors import TinymodError
 
 TINY = config.TrainConfig(p=7, frac=0.6, d_embed=8, d_hidden=8, lr=0.01, steps=20,

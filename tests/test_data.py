@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinymod import data
+from tinymod.model import data
 
 
 @given(st.integers(1, 12), st.integers(1, 3))

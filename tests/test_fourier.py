@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinymod import construct, fits, fourier, tabulate
+from tinymod.analysis import construct, fits, fourier, tabulate
 from tinymod.cli import main
 
 ps = st.integers(2, 40)

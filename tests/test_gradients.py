@@ -3,8 +3,8 @@ import numpy as np
 from hypothesis import assume, given
 
 from strategies import models
-from tinymod import reference, rnn
-from tinymod.kernels import softmax_xent
+from tinymod.model import reference, rnn
+from tinymod.model.kernels import softmax_xent
 
 # Fourth-order central differences, f'(x) ~ (f(x-2h) - 8 f(x-h) + 8 f(x+h) - f(x+2h)) / 12h:
 # truncation O(h^4) ~ 1e-16 and rounding ~ 1e-16 * loss / h ~ 1e-12 at h = 1e-4.

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from strategies import models
-from tinymod import kernels, reference, rnn
+from tinymod.model import kernels, reference, rnn
 
 pytestmark = pytest.mark.skipif(not kernels.numba_enabled(), reason="numba is not importable")
 

@@ -9,7 +9,9 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinymod import claims, construct, data, fits, fourier, keysets, pipeline, rnn, tabulate
+from tinymod.analysis import construct, fits, fourier, keysets, tabulate
+from tinymod.model import data, rnn
+from tinymod.reports import claims, pipeline
 from tinymod.cli import main
 
 SCALE = 30.0     # hand-built logits scaled so the model is confident (loss well below ln p)
@@ -163,7 +165,7 @@ def untrained(p=23, T=2, activation="relu"):
 
 
 def test_an_untrained_model_uses_no_frequency_and_fails_every_claim_with_a_why():
-    from tinymod import ablate, svd
+    from tinymod.analysis import ablate, svd
     params, config = untrained()
     f = pipeline.fourier(params, config)
     assert len(f["in_use_key_frequencies"]) <= 1

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from tinymod import data, optim, rnn
+from tinymod.model import data, optim, rnn
 
 
 def train(p, width, steps, activation, dtype="float64", seed=0, frac=0.5, lr=1e-2):

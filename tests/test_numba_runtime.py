@@ -10,11 +10,11 @@ import sys
 
 import pytest
 
-from tinymod import kernels
+from tinymod.model import kernels
 
 PROBE = """
 import json, numpy as np
-from tinymod import kernels, rnn
+from tinymod.model import kernels, rnn
 params = rnn.init_params(5, 3, 4, dtype="float32")
 x = np.array([[1, 2], [3, 4]])
 loss, grads = rnn.loss_and_grads(params, x, x.sum(1) % 5)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinymod.optim import AdamW
+from tinymod.model.optim import AdamW
 
 
 def adamw_by_hand(theta, grads, lr, beta1, beta2, eps, wd):

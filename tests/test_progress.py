@@ -9,7 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import digest
-from tinymod import checkpoint, construct, fits, keysets, pipeline, progress, runs, tabulate
+from tinymod.analysis import construct, fits, keysets, progress, tabulate
+from tinymod.reports import pipeline
+from tinymod.training import checkpoint, runs
 from tinymod.cli import main
 
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import digest, invoke, spawn_training, wait_for_checkpoint
-from tinymod import checkpoint, runs, train
+from tinymod.training import checkpoint, runs, train
 from tinymod.cli import main
 from tinymod.errors import TinymodError
 
@@ -307,7 +307,7 @@ def test_construct_refuses_what_would_not_fit(tmp_path):
 
 
 def test_memory_estimate_counts_the_logits_of_a_step():
-    from tinymod.config import preset
+    from tinymod.training.config import preset
     for p, batch in ((2236, None), (113, None), (113, 64)):
         config = preset("default").replace(p=p, batch_size=batch)
         B = batch or round(config.frac * p * p)
@@ -333,7 +333,7 @@ def test_the_gpu_hint_names_a_command_that_works_from_a_clone():
     if importlib.util.find_spec("cupy") is not None:
         pytest.skip("CuPy is installed here")
     with pytest.raises(TinymodError, match=r"pip install '\.\[gpu\]'"):
-        from tinymod import backend
+        from tinymod.model import backend
         backend.get("cupy")
 
 

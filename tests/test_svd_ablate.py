@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from strategies import models
-from tinymod import ablate, construct, svd, rnn
+from tinymod.analysis import ablate, construct, svd
+from tinymod.model import rnn
 from tinymod.cli import main
 
 
@@ -91,7 +92,7 @@ def test_ablating_planted_and_other_frequencies(planted):
 def assert_no_information(before, after, p):
     """Chance: the logits no longer depend on the input (left: rounding, ~1e-16), so the
     argmax is a coin toss among p near-equal logits."""
-    from tinymod.data import all_tuples
+    from tinymod.model.data import all_tuples
     x = all_tuples(p, 2)
     spread = lambda params: np.ptp(rnn.forward(params, x)[0], axis=0).max()   # over inputs
     assert spread(after) < 1e-9 * spread(before)

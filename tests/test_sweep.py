@@ -13,7 +13,9 @@ from click.testing import CliRunner
 
 pytest.importorskip("dask.distributed")
 
-from tinymod import checkpoint, rnn, sweep  # noqa: E402
+from tinymod import sweep  # noqa: E402
+from tinymod.model import rnn
+from tinymod.training import checkpoint
 from tinymod.cli import main  # noqa: E402
 from tinymod.errors import TinymodError  # noqa: E402
 

@@ -9,9 +9,10 @@ from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tinymod import ablate, data, fits, keysets, partial_sums, reference, rnn, tabulate
+from tinymod.analysis import ablate, fits, keysets, partial_sums, tabulate
+from tinymod.model import data, reference, rnn
 from tinymod.cli import main
-from tinymod.kernels import softmax_xent_rows_portable
+from tinymod.model.kernels import softmax_xent_rows_portable
 
 
 def plain(params, T, activation="relu"):
@@ -104,7 +105,7 @@ def test_three_token_run_end_to_end(tmp_path):
 
 
 def test_too_many_tuples_is_refused(tmp_path):
-    from tinymod import checkpoint
+    from tinymod.training import checkpoint
     params = rnn.init_params(113, 4, 4)
     checkpoint.save(tmp_path / "model.npz", params, {"p": 113, "d_embed": 4, "d_hidden": 4, "activation": "relu",
                                                      "seq_len": 4, "frac": 0.5, "seed": 0, "step": 0})

@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import TINY, digest, invoke, spawn_training, wait_for_checkpoint
-from tinymod import checkpoint, rnn, runs, train
+from tinymod.model import rnn
+from tinymod.training import checkpoint, runs, train
 from tinymod.cli import main
 
 METRIC_KEYS = {"step", "train_loss", "train_acc", "test_loss", "test_acc", "weight_norm", "seconds"}
@@ -246,7 +247,7 @@ def test_progress_is_a_live_bar_on_a_terminal_and_lines_elsewhere():
     rows = [{**row, "step": s, "test_acc": s / 1000} for s in range(0, 1001, 10)]
     term, pipe = _Terminal(), io.StringIO()
     for stream in (term, pipe):
-        progress = train.Progress(stream)
+        progress = train.ProgressBar(stream)
         progress.start(0, 1000, rows[0])
         for r in rows[1:]:
             progress.update(r["step"], r)

@@ -6,10 +6,10 @@ Heavy modules (numpy's maths, numba, matplotlib) are imported inside the command
 import click
 
 from tinymod import __version__
-from tinymod.ablate import SITES
-from tinymod.backend import BACKENDS
-from tinymod.config import PRESETS
-from tinymod.keysets import THRESHOLD as SPECTRAL_THRESHOLD
+from tinymod.analysis.ablate import SITES
+from tinymod.model.backend import BACKENDS
+from tinymod.training.config import PRESETS
+from tinymod.analysis.keysets import THRESHOLD as SPECTRAL_THRESHOLD
 
 
 class _Errors(click.Group):
@@ -94,8 +94,8 @@ def train(preset_name, config_file, out, resume, overwrite, **flags):
     figures curves.png and weight_norm.png. Ctrl-C saves a checkpoint; --resume
     continues from it and ends bit-identical to an uninterrupted run.
     """
-    from tinymod import config as cfg
-    from tinymod import train as training
+    from tinymod.training import config as cfg
+    from tinymod.training import train as training
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
@@ -110,7 +110,7 @@ def train(preset_name, config_file, out, resume, overwrite, **flags):
     out = out or f"runs/{config.preset}"
     try:
         summary = training.run(config, out, resume, overwrite, overrides=tuple(settings),
-                               progress=training.Progress())
+                               progress=training.ProgressBar())
     except training.Interrupted as e:
         click.echo(f"{e}. Resume with: tinymod train --out {out} --resume", err=True)
         raise SystemExit(130) from None
@@ -133,12 +133,13 @@ def _print_summary(s):
 def _load_model(source, backend_name="numpy"):
     """(params on the backend, config, folder) from a run folder or a checkpoint file."""
     import math
-    from tinymod import backend, checkpoint, runs
+    from tinymod.model import backend
+    from tinymod.training import checkpoint, runs
     from tinymod.errors import TinymodError
     xp = backend.get(backend_name)
     path = checkpoint.resolve_model_path(source)
     params, config, _ = checkpoint.load(path)
-    from tinymod.config import MAX_EXAMPLES, check_memory
+    from tinymod.training.config import MAX_EXAMPLES, check_memory
     p, T, H = config["p"], config["seq_len"], config["d_hidden"]
     if T * math.log(max(p, 2)) > math.log(MAX_EXAMPLES) + 1e-9:
         raise TinymodError(f"the analysis evaluates all {p}**{T} tuples, more than {MAX_EXAMPLES:,}")
@@ -177,7 +178,7 @@ def fourier(source, out, threshold, backend_name):
     the figures fourier_spectra.png, hidden_spectrum_2d.png, neurons_per_frequency.png
     and clock.png, and prints a summary.
     """
-    from tinymod import pipeline, report
+    from tinymod.reports import pipeline, report
 
     params, config, folder = _load_model(source, backend_name)
     folder = _output_folder(out, folder)
@@ -192,7 +193,8 @@ def svd(source, out, threshold):
     """Singular values of E, W_ih, W_hh, W_out and of the tables a residue sees; energy in the
     top r, effective rank at 90% and 99%, and the frequency of each top singular vector.
     Writes svd.json and singular_values.png."""
-    from tinymod import keysets, pipeline, report
+    from tinymod.analysis import keysets
+    from tinymod.reports import pipeline, report
 
     params, config, folder = _load_model(source)
     folder = _output_folder(out, folder)
@@ -214,7 +216,8 @@ def ablate(source, out, threshold, site, seeds, backend_name):
     """Remove Fourier frequencies and measure accuracy and loss on all pairs and the test
     split: every frequency alone, then the key frequencies one after another, beside
     controls. Writes ablation.json, ablation_single.png and ablation_cumulative.png."""
-    from tinymod import keysets, pipeline, report
+    from tinymod.analysis import keysets
+    from tinymod.reports import pipeline, report
 
     params, config, folder = _load_model(source, backend_name)
     folder = _output_folder(out, folder)
@@ -229,8 +232,9 @@ def ablate(source, out, threshold, site, seeds, backend_name):
 def report(source, threshold, backend_name):
     """Run fourier, svd and ablate on a run and write report.md beside it: the training
     curves, every figure, and our numbers beside the paper's claims."""
-    from tinymod import pipeline, report, runs
-    from tinymod import train as training
+    from tinymod.reports import pipeline, report
+    from tinymod.training import runs
+    from tinymod.training import train as training
 
     params, config, folder = _load_model(source, backend_name)
     folder = _output_folder(None, folder)
@@ -250,10 +254,11 @@ def progress(source, out):
     frequencies, weight norms, key energy, sparsity, low rank) and find the phases
     memorisation, circuit formation and cleanup. Writes progress.json and progress.png."""
     from pathlib import Path
-    from tinymod import pipeline, report, runs
-    from tinymod import progress as measures
+    from tinymod.reports import pipeline, report
+    from tinymod.training import runs
+    from tinymod.analysis import progress as measures
     from tinymod.errors import TinymodError
-    from tinymod.keysets import in_use_of
+    from tinymod.analysis.keysets import in_use_of
 
     folder = Path(source)
     if not (folder / runs.CONFIG).is_file() or not (folder / runs.MODEL).is_file():
@@ -280,16 +285,18 @@ def sweep(grid, out, workers, scheduler, no_report, axes):
     by its report. Writes sweep.json, sweep.csv and sweep_report.md (the paper's claims over
     seeds, the grok steps, a phase diagram with --axes). Calling it again completes what is
     missing and trains nothing twice."""
-    from tinymod import sweep as sweeping
+    from pathlib import Path
+    from tinymod.scale import sweep as sweeping
+    from tinymod.training import runs
     axes_list = [a.strip().replace("-", "_") for a in axes.split(",")] if axes else None
     if axes_list is not None and len(axes_list) != 2:
         raise click.UsageError("--axes takes two settings, e.g. frac,weight_decay")
     entries = sweeping.run(grid, out, workers, scheduler, not no_report, axes_list,
                            echo=lambda line: click.echo(line, err=True))
-    from pathlib import Path
-    click.echo((Path(out) / "sweep_report.md").read_text())
+    click.echo((Path(out) / runs.SWEEP_REPORT_MD).read_text())
     failed = sum(e["status"] != "ok" for e in entries)
-    click.echo(f"wrote {Path(out) / 'sweep.json'}, sweep.csv and sweep_report.md; {failed} of {len(entries)} runs failed")
+    click.echo(f"wrote {Path(out) / runs.SWEEP_JSON}, {runs.SWEEP_CSV} and {runs.SWEEP_REPORT_MD}; "
+               f"{failed} of {len(entries)} runs failed")
 
 
 @main.command()
@@ -302,7 +309,7 @@ def bench(threads, repeats):
     D = H = 128): ours (forward, backward, AdamW) beside a plain PyTorch RNN when PyTorch
     is installed, the machine's matmul rate, and where our time goes."""
     import os
-    from tinymod import bench as b
+    from tinymod.scale import bench as b
     from tinymod.errors import TinymodError
 
     try:
@@ -331,8 +338,8 @@ def construct(p, freqs, out, phases, offsets, scale, overwrite):
     """Build, without training, an RNN that adds mod p by Fourier multiplication with
     exactly the given frequencies, check it classifies every pair, and save it as a
     checkpoint (OUT/model.npz) that every analysis command reads."""
-    from tinymod import checkpoint, runs
-    from tinymod import construct as builder
+    from tinymod.training import checkpoint, runs
+    from tinymod.analysis import construct as builder
     from tinymod.errors import TinymodError
 
     try:

@@ -12,10 +12,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tinymod import checkpoint, reference, rnn, runs, train
-from tinymod.config import FIELDS, TrainConfig, coerce
+from tinymod.model import reference, rnn
+from tinymod.training import checkpoint, runs, train
+from tinymod.training.config import FIELDS, TrainConfig, coerce
 from tinymod.errors import TinymodError
-from tinymod.kernels import softmax_xent
+from tinymod.model.kernels import softmax_xent
 
 
 def trained(config, out):

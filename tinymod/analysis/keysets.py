@@ -19,12 +19,13 @@ import math
 
 import numpy as np
 
-from tinymod import ablate, rnn
-from tinymod.backend import asarray, namespace, to_numpy
-from tinymod.config import EVAL_BATCH
-from tinymod.data import all_tuples, grid_sums, targets
-from tinymod.fourier import frequency_shares, spectrum
-from tinymod.kernels import softmax_xent
+from tinymod.analysis import ablate
+from tinymod.model import rnn
+from tinymod.model.backend import asarray, namespace, to_numpy
+from tinymod.training.config import EVAL_BATCH
+from tinymod.model.data import all_tuples, grid_sums, targets
+from tinymod.analysis.fourier import frequency_shares, spectrum
+from tinymod.model.kernels import softmax_xent
 
 
 THRESHOLD = 0.25                          # the spectral rule's default threshold

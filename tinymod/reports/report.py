@@ -2,9 +2,10 @@
 tinymod.pipeline computes and writes; nothing here computes a measure."""
 import math
 
-from tinymod.claims import NO_KEY, claims, freqs_text, pct, pct_or_none
-from tinymod.keysets import SET_FIELDS
-from tinymod.tabulate import COMPONENTS
+from tinymod.analysis.keysets import SET_FIELDS
+from tinymod.analysis.tabulate import COMPONENTS
+from tinymod.reports.claims import NO_KEY, claims, freqs_text, pct, pct_or_none
+from tinymod.training import runs
 
 
 def _table(header, rows):
@@ -34,7 +35,7 @@ def key_set_tables(r):
                       f"{c['removal_loss_ratio']:.3g}",
                       " ".join(n for n, field in SET_FIELDS.items() if c["frequency"] in r[field]) or "—"]
                      for c in r["key_curve"]])
-    return lines + ["", "![the key curve](key_curve.png)"]
+    return lines + ["", f"![the key curve]({runs.KEY_CURVE_PNG})"]
 
 
 def fourier_tables(r):
@@ -78,7 +79,7 @@ def running_sum_tables(ps):
     lines += [f"| {r['frequency']} | {fmt(r['in_plane'])} | {fmt(r['rotation_score'])} | "
               f"{fmt(r['angle_degrees'], '{:.1f}')} | {fmt(r['scale'])} |" for r in ps["rotation"]]
     if "clock" in ps:
-        lines += ["", "![the clock of h_t](clock_through_time.png)"]
+        lines += ["", f"![the clock of h_t]({runs.CLOCK_THROUGH_TIME_PNG})"]
     return lines
 
 
@@ -139,7 +140,7 @@ def markdown(run, analyses, summary=None, figures=(), config=None, kernels=None)
         lines += _table(["phase", "from step", "to step", "rule"],
                         [[ph["name"], ph["start"], f"{ph['end']}{' (open)' if ph['open'] else ''}",
                           progress_report["phase_rules"][ph["name"]]] for ph in progress_report["phases"]])
-        lines += ["", "![progress](progress.png)", ""]
+        lines += ["", f"![progress]({runs.PROGRESS_PNG})", ""]
     lines += ["## The paper's claims, and ours", "", one_sample(config or {}, kernels), ""]
     if not f["key_frequencies"]:
         lines += [NO_KEY, ""]
@@ -194,7 +195,7 @@ def fourier_text(r, folder):
               "running sum s_t: h_t explained by cos/sin(w_k s_t) / by the tokens' terms: " +
               ", ".join(f"t = {s['t']}: {100 * (s['fraction_explained'] or 0):.1f}% / "
                         f"{100 * (s['fraction_explained_by_tokens'] or 0):.1f}%" for s in r["partial_sums"]["steps"]),
-              f"wrote {folder / 'fourier.json'} and its figures"]
+              f"wrote {folder / runs.FOURIER_JSON} and its figures"]
     return "\n".join(lines)
 
 
@@ -205,7 +206,7 @@ def svd_text(svd, folder):
         share = e.get("energy_share_key_rank")
         lines.append(f"{name:<14}{e['shape'][0]:>5} x {e['shape'][1]:<3}{e['rank_90']:>10}{e['rank_99']:>10}"
                      f"{'' if share is None else f'{100 * share:.1f}%':>18}")
-    return "\n".join(lines + [f"wrote {folder / 'svd.json'} and singular_values.png"])
+    return "\n".join(lines + [f"wrote {folder / runs.SVD_JSON} and {runs.SINGULAR_VALUES_PNG}"])
 
 
 def ablation_text(r, folder):
@@ -218,7 +219,7 @@ def ablation_text(r, folder):
         lines.append(f"one key frequency removed: worst is k = {worst['frequency']}, {100 * worst['accuracy']:.2f}%")
     return "\n".join(lines + [f"key frequencies removed one after another: {path(r['cumulative'])}",
                               f"control, as many non-key frequencies:      {path(r['control_non_key'])}",
-                              f"wrote {folder / 'ablation.json'} and 2 figures"])
+                              f"wrote {folder / runs.ABLATION_JSON} and 2 figures"])
 
 
 def claims_text(f, svd, ablation):
@@ -237,4 +238,4 @@ def progress_text(r, target):
                         for ph in r["phases"]],
                       f"at step {last['step']}: restricted loss {last['restricted_loss']:.3g}, excluded loss "
                       f"{last['excluded_loss']:.3g}, test loss {last['test_loss']:.3g}",
-                      f"wrote {target / 'progress.json'} and progress.png"])
+                      f"wrote {target / runs.PROGRESS_JSON} and {runs.PROGRESS_PNG}"])

@@ -18,11 +18,14 @@ import math
 
 import numpy as np
 
-from tinymod import checkpoint, fourier, keysets, rnn, runs, svd, tabulate
-from tinymod.data import make_dataset
+from tinymod.analysis import fourier, keysets, svd, tabulate
+from tinymod.model import rnn
+from tinymod.training import checkpoint, runs
+from tinymod.model.data import make_dataset
 from tinymod.errors import TinymodError
+from tinymod.training.config import GROK_ACC
 
-GROK = 0.99           # accuracy that counts as learned
+GROK = GROK_ACC       # accuracy that counts as learned (the grok step's bar)
 HALF = 0.5            # test accuracy at which generalisation overtakes memorisation
 CLEAN = 0.99          # cleanup ends when the test loss is at most ln(1/CLEAN)
 PHASE_RULES = {

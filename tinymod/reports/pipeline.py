@@ -11,10 +11,13 @@ names in `runs`. The report (tinymod.report) only renders what this returns.
 """
 from pathlib import Path
 
-from tinymod import ablate, fits, keysets, partial_sums, plots, progress, svd, report, rnn, runs, tabulate
-from tinymod.data import make_dataset
-from tinymod.fourier import energy_shares_at
-from tinymod.keysets import SET_FIELDS, THRESHOLD
+from tinymod.analysis import ablate, fits, keysets, partial_sums, progress, svd, tabulate
+from tinymod.model import rnn
+from tinymod.reports import plots, report
+from tinymod.training import runs
+from tinymod.model.data import make_dataset
+from tinymod.analysis.fourier import energy_shares_at
+from tinymod.analysis.keysets import SET_FIELDS, THRESHOLD
 
 
 def _write(folder, name, config, report):

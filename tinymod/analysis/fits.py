@@ -14,9 +14,9 @@ constant and cos/sin(w_k angle) for k in S and the object's angles (FIT_RULE), a
 """
 import numpy as np
 
-from tinymod import fourier
-from tinymod.backend import to_numpy
-from tinymod.data import all_tuples
+from tinymod.analysis import fourier
+from tinymod.model.backend import to_numpy
+from tinymod.model.data import all_tuples
 
 
 WELL_EXPLAINED = 0.85     # a unit is well explained when this much of its variance is

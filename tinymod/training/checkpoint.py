@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tinymod import runs
-from tinymod.backend import to_numpy
+from tinymod.training import runs
+from tinymod.model.backend import to_numpy
 from tinymod.errors import TinymodError
-from tinymod.rnn import ACTIVATIONS, DTYPES, PARAM_NAMES, param_shapes
+from tinymod.model.rnn import ACTIVATIONS, DTYPES, PARAM_NAMES, param_shapes
 
 FORMAT_VERSION = 1
 REQUIRED_CONFIG = ("p", "d_embed", "d_hidden", "activation", "seq_len", "frac", "seed",

@@ -6,10 +6,11 @@ Letters: p residues, T tokens, N = p**T tuples, D embedding, H hidden units.
 """
 import numpy as np
 
-from tinymod import fits, fourier, keysets, rnn
-from tinymod.backend import asarray, namespace, to_numpy
-from tinymod.data import all_tuples, grid_sums
-from tinymod.fourier import energy_shares_at, hidden_spectrum, neuron_frequencies, spectrum, spectrum_2d
+from tinymod.analysis import fits, fourier, keysets
+from tinymod.model import rnn
+from tinymod.model.backend import asarray, namespace, to_numpy
+from tinymod.model.data import all_tuples, grid_sums
+from tinymod.analysis.fourier import energy_shares_at, hidden_spectrum, neuron_frequencies, spectrum, spectrum_2d
 
 # the residue-indexed components every spectrum is taken of, with their labels
 COMPONENTS = {"E": "embedding E", "U": "input table E @ W_ih.T", "W_out": "readout W_out",

@@ -10,11 +10,12 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinymod.backend import BACKENDS
+from tinymod.model.backend import BACKENDS
 from tinymod.errors import TinymodError
-from tinymod.rnn import ACTIVATIONS, DTYPES
+from tinymod.model.rnn import ACTIVATIONS, DTYPES
 
 MAX_EXAMPLES = 5_000_000   # p**seq_len above this would not fit a laptop's memory
+GROK_ACC = 0.99            # test accuracy that counts as grokked (grok step, phases, figures)
 EVAL_BATCH = 20_000        # examples per evaluation batch (train.py)
 
 

@@ -16,7 +16,7 @@ def _figure(rows=1, cols=1, **kwargs):
 
 
 def _save(fig, path):
-    from tinymod import runs
+    from tinymod.training import runs
     fig.tight_layout()
     runs.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     return path
@@ -38,7 +38,8 @@ def _step_axis(ax):
 
 
 def _mark_grok(ax, rows):
-    grok = next((r["step"] for r in rows if r["test_acc"] >= 0.99), None)
+    from tinymod.training.config import GROK_ACC
+    grok = next((r["step"] for r in rows if r["test_acc"] >= GROK_ACC), None)
     if grok is not None:
         ax.axvline(grok, color="k", ls=":", lw=1, label=f"test accuracy 99% (step {grok})")
 
@@ -81,7 +82,7 @@ def fourier_spectra(report, path):
     """Each component's share of non-constant energy per frequency (log scale); key
     frequencies marked."""
     fig, ax = _figure(figsize=(10, 4.5))
-    from tinymod.tabulate import COMPONENTS
+    from tinymod.analysis.tabulate import COMPONENTS
     for name, label in COMPONENTS.items():
         spec = report["spectra"][name]
         total = sum(spec[1:]) or 1.0

@@ -18,12 +18,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tinymod import __version__, backend, blocks, checkpoint, data, optim, plots, rnn, runs
-from tinymod.backend import namespace
-from tinymod.config import EVAL_BATCH, FIELDS, TrainConfig, coerce
+from tinymod import __version__
+from tinymod.model import backend, blocks, data, optim, rnn
+from tinymod.reports import plots
+from tinymod.training import checkpoint, runs
+from tinymod.model.backend import namespace
+from tinymod.training.config import EVAL_BATCH, FIELDS, GROK_ACC, TrainConfig, coerce
 from tinymod.errors import TinymodError
 
-GROK_ACC = 0.99
 RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "snapshot_every", "stop_at")
 # what a checkpoint must share with the run it resumes
 MATCHING = ("p", "d_embed", "d_hidden", "seq_len", "activation", "frac", "seed")
@@ -303,7 +305,7 @@ def summarize(rows, out, stopped="steps"):
 
 # --- the progress line ---------------------------------------------------------------------
 
-class Progress:
+class ProgressBar:
     """A live bar on a terminal; on a pipe or in CI, about twenty plain lines per run."""
 
     def __init__(self, stream=None):

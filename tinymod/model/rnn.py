@@ -21,9 +21,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tinymod import blocks
-from tinymod.backend import arange, asarray, namespace, to_numpy
-from tinymod.kernels import (act_backward, act_backward_scatter, gather_add_act, scatter_add_rows,
+from tinymod.model import blocks
+from tinymod.model.backend import arange, asarray, namespace, to_numpy
+from tinymod.model.kernels import (act_backward, act_backward_scatter, gather_add_act, scatter_add_rows,
                              softmax_xent, softmax_xent_rows)
 
 PARAM_NAMES = ("E", "W_ih", "W_hh", "b_h", "W_out", "b_out")

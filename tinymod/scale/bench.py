@@ -16,7 +16,7 @@ import timeit
 
 import numpy as np
 
-from tinymod import blocks, data, kernels, optim, rnn
+from tinymod.model import blocks, data, kernels, optim, rnn
 
 
 def _median_ms(fn, repeats):

@@ -22,7 +22,7 @@ import numpy as np
 
 from typing import Callable, NamedTuple
 
-from tinymod.backend import arange, namespace
+from tinymod.model.backend import arange, namespace
 
 
 _numba = None        # the numba module once loaded, False when unavailable or switched off

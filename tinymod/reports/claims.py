@@ -5,6 +5,8 @@ at the in-use set; low rank and ablation at the spectral set."""
 import math
 from typing import NamedTuple
 
+from tinymod.analysis.keysets import LEVEL
+
 PAPER = {
     "key_frequencies": 6,
     "energy": (0.854, 0.955),
@@ -16,7 +18,7 @@ COUNT_FACTOR = 2  # the count matches the paper's 6 within this factor
 ALIGNED = 0.8     # top 2K singular vectors: at least this share on a key frequency
 ROBUST = 0.95     # one key frequency removed: accuracy stays at least this
 COLLAPSE = 0.10   # every key frequency removed: accuracy falls below this
-CIRCUIT = 2.0     # restricted loss at most this times the model's (or ln(1/0.99))
+CIRCUIT = 2.0     # restricted loss at most this times the model's (or ln(1/LEVEL))
 
 
 def pct(x):
@@ -103,10 +105,10 @@ def fit_claim(f):
 
 def circuit_claim(f):
     used, p = f["key_sets"]["in_use"], f["p"]
-    bound = max(CIRCUIT * f["model_loss"], math.log(1 / 0.99))
+    bound = max(CIRCUIT * f["model_loss"], math.log(1 / LEVEL))
     floor = math.log(p) / 2
     crit = (f"at the in-use set the restricted loss (all tuples) is at most max({CIRCUIT:g} × the model's "
-            f"loss, ln(1/0.99)) and the excluded loss (train tuples) at least ln(p)/2 = {floor:.2f}")
+            f"loss, ln(1/{LEVEL})) and the excluded loss (train tuples) at least ln(p)/2 = {floor:.2f}")
     claim = "the logits are Fourier multiplication at the frequencies in use"
     if not used["size"]:
         return Claim(claim, "the mechanism", "no frequency in use", "not", crit, NONE_IN_USE)

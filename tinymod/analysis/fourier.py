@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tinymod.backend import asarray, namespace
+from tinymod.model.backend import asarray, namespace
 
 
 class Basis(NamedTuple):

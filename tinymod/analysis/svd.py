@@ -6,8 +6,8 @@ its squared singular values (its squared Frobenius norm).
 """
 import numpy as np
 
-from tinymod import fourier
-from tinymod.backend import to_numpy
+from tinymod.analysis import fourier
+from tinymod.model.backend import to_numpy
 
 TOP_VECTORS = 20   # residue-axis singular vectors whose frequency is reported
 

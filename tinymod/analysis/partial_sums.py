@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from tinymod import fits, fourier
+from tinymod.analysis import fits, fourier
 
 ROTATION_RULE = (
     "W_hh restricted to frequency k's plane P (the span of h_1's cos and sin(w_k x_1) "

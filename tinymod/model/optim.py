@@ -13,7 +13,7 @@ bit for bit, so a resumed run continues exactly.
 """
 import math
 
-from tinymod.backend import asarray, namespace
+from tinymod.model.backend import asarray, namespace
 
 
 class AdamW:

@@ -21,8 +21,8 @@ import statistics
 import time
 from pathlib import Path
 
-from tinymod import runs
-from tinymod.config import FIELDS, coerce, preset, read_table
+from tinymod.training import runs
+from tinymod.training.config import FIELDS, coerce, preset, read_table
 from tinymod.errors import TinymodError
 
 KEYS = set(FIELDS) | {"preset"}
@@ -95,8 +95,8 @@ def task(name, settings, folder, report=True):
 
 
 def _task(name, settings, folder, report):
-    from tinymod import checkpoint, train
-    from tinymod.pipeline import run_report
+    from tinymod.training import checkpoint, train
+    from tinymod.reports.pipeline import run_report
     entry = {"name": name, "folder": folder.name, "settings": settings}
     try:
         config = config_for(settings)
@@ -123,7 +123,7 @@ def _task(name, settings, folder, report):
 def _analysis(folder):
     """The numbers of a run's report that the sweep compares across runs."""
     import json
-    from tinymod.claims import claims
+    from tinymod.reports.claims import claims
     read = lambda name: json.loads((folder / name).read_text())
     fourier, svd, ablation = read(runs.FOURIER_JSON), read(runs.SVD_JSON)["matrices"], read(runs.ABLATION_JSON)
     used = fourier["key_sets"]["in_use"]
@@ -293,7 +293,7 @@ def markdown(entries, figures, seconds=None):
 
 
 def _figures(out, entries, axes):
-    from tinymod import plots
+    from tinymod.reports import plots
     made = []
     ok = [e for e in entries if e["status"] == "ok"]
     if ok:

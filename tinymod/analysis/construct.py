@@ -21,9 +21,9 @@ hold energy at the planted frequencies alone. `build` checks every pair is class
 """
 import numpy as np
 
-from tinymod import rnn
-from tinymod.config import check_memory
-from tinymod.data import all_tuples, targets
+from tinymod.model import rnn
+from tinymod.training.config import check_memory
+from tinymod.model.data import all_tuples, targets
 from tinymod.errors import TinymodError
 
 BETA = 2.0

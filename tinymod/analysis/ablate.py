@@ -9,10 +9,11 @@ where P_k = B_k.T B_k projects onto frequency k's rows of the real Fourier basis
 """
 import numpy as np
 
-from tinymod import fourier, rnn
-from tinymod.backend import asarray, namespace
-from tinymod.config import EVAL_BATCH
-from tinymod.data import all_tuples, make_dataset, targets
+from tinymod.analysis import fourier
+from tinymod.model import rnn
+from tinymod.model.backend import asarray, namespace
+from tinymod.training.config import EVAL_BATCH
+from tinymod.model.data import all_tuples, make_dataset, targets
 
 SITES = ("embedding", "readout", "both")
 

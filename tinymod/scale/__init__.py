@@ -1,0 +1,1 @@
+"""Scale-out and speed: sweeps on dask.distributed and the step benchmark."""
