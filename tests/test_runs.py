@@ -47,8 +47,9 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 def test_a_corrupt_metrics_line_is_named_and_the_rows_after_it_kept(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    path.write_text('{"step": 0}\n{"step": 5, oops\n{"step": 10}\n[1, 2]\n{"step": 15}\n')
-    with pytest.warns(UserWarning, match=r"skipped unreadable lines 2, 4"):
+    row = lambda step: json.dumps({name: step if name == "step" else 0.5 for name in runs.METRIC_FIELDS})
+    path.write_text(f'{row(0)}\n{{"step": 5, oops\n{row(10)}\n[1, 2]\n{row(15)}\n{{"step": 20}}\n')
+    with pytest.warns(UserWarning, match=r"skipped unreadable lines 2, 4, 6"):
         rows = runs.read_metrics(path)
     assert [r["step"] for r in rows] == [0, 10, 15]
 

@@ -63,10 +63,11 @@ def measure(params, activation, key, train_tuples, test_tuples):
     spectra["logits"] = fourier.spectrum(logits, axis=-1)
     row["key_energy"] = fourier.energy_shares_at(spectra, {n: s[1:].sum() for n, s in spectra.items()}, key)
     row["frequencies_for_90"] = frequencies_for(spectra["U"])
-    r = min(2 * len(key), p)
-    row["top_2k_singular_energy"] = {
-        name: float(svd.cumulative_energy(np.linalg.svd(tables[name], compute_uv=False))[r - 1]) if r else 0.0
-        for name in ("U", "W_out")}
+    row["top_2k_singular_energy"] = {}
+    for name in ("U", "W_out"):
+        shares = svd.cumulative_energy(np.linalg.svd(tables[name], compute_uv=False))   # min(p, H) values
+        r = min(2 * len(key), len(shares))
+        row["top_2k_singular_energy"][name] = float(shares[r - 1]) if r else 0.0
     return row
 
 

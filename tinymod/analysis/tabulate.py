@@ -58,7 +58,9 @@ def clock_coordinates(E, key):
         rows = basis.matrix[basis.freqs == k]                     # (2, p)
         part = rows.T @ (rows @ E)                                # (p, D) frequency-k part
         u, s, _ = np.linalg.svd(part, full_matrices=False)
-        out[str(k)] = (u[:, :2] * s[:2]).tolist()                  # (p, 2)
+        xy = np.zeros((E.shape[0], 2))                            # (p, 2); D = 1 leaves one axis
+        xy[:, :min(2, len(s))] = u[:, :2] * s[:2]
+        out[str(k)] = xy.tolist()
     return out
 
 

@@ -11,9 +11,12 @@ A run folder (`runs/<name>/`):
     .lock                held by the training process          (RunLock)
     analysis outputs     ANALYSIS_OUTPUTS, beside the model
 """
+import errno
 import json
 import math
 import os
+import re
+import shutil
 import uuid
 import warnings
 from pathlib import Path
@@ -41,6 +44,8 @@ ANALYSIS_OUTPUTS = (FOURIER_JSON, SVD_JSON, ABLATION_JSON, PROGRESS_JSON, CONTRO
 SWEEP_JSON, SWEEP_CSV, SWEEP_REPORT_MD = "sweep.json", "sweep.csv", "sweep_report.md"
 GROK_STEPS_PNG, PHASE_DIAGRAM_PNG = "grok_steps.png", "phase_diagram.png"
 RUN_FILES = (CONFIG, METRICS, MODEL) + TRAINING_FIGURES + ANALYSIS_OUTPUTS
+METRIC_FIELDS = ("step", "train_loss", "train_acc", "test_loss", "test_acc", "weight_norm", "seconds")
+TEMPORARY = re.compile(r"\..+\.(?:([0-9]+)-)?[0-9a-f]{8}\.tmp")     # .<name>.<pid>-<id>.tmp
 
 
 # --- names ------------------------------------------------------------------------------
@@ -50,10 +55,9 @@ def checkpoint_name(step):
 
 
 def parse_step(path):
-    """The step in a `step_NNNNNNN.npz` name, or None for any other name."""
-    stem = Path(path).name
-    digits = stem[len("step_"):-len(".npz")] if stem.startswith("step_") and stem.endswith(".npz") else ""
-    return int(digits) if digits.isdigit() else None
+    """The step in a `step_NNNNNNN.npz` name (ASCII digits), or None for any other name."""
+    match = re.fullmatch(r"step_([0-9]+)\.npz", Path(path).name)
+    return int(match.group(1)) if match else None
 
 
 def stepped(folder):
@@ -82,14 +86,37 @@ def blas_kernels(folder):
 
 # --- the folder ------------------------------------------------------------------------------
 
+def refuse_links(out):
+    """A link where tinymod keeps its own lock or subfolders is refused: writing or deleting
+    through it would reach outside the run folder. (Files are replaced, never followed.)"""
+    for name in (LOCK, CHECKPOINTS, SNAPSHOTS):
+        if (Path(out) / name).is_symlink():
+            raise TinymodError(f"{Path(out) / name} is a symbolic link; tinymod does not write through "
+                               f"links inside a run folder: remove it")
+
+
+def _own_skeleton(path):
+    """What tinymod itself leaves before a run has its config: the lock, empty subfolders,
+    and its temporaries."""
+    if path.name == LOCK or TEMPORARY.fullmatch(path.name):
+        return True
+    return path.name in (CHECKPOINTS, SNAPSHOTS) and path.is_dir() and not path.is_symlink() and \
+        all(TEMPORARY.fullmatch(p.name) for p in path.iterdir())
+
+
 def check_folder(out):
-    """Refuse a path that cannot hold a run (a file; a folder with other things and no run);
-    True when it already holds one. Changes nothing."""
+    """Refuse a path that cannot hold a run (a file; a folder with other things and no run;
+    links inside it); True when it already holds one. A folder holding only tinymod's own
+    skeleton (a stale lock, empty subfolders: a start-up that was killed) is reusable.
+    Changes nothing."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TinymodError(f"{out} is a file, not a run folder")
+    if not out.is_dir():
+        return False
+    refuse_links(out)
     has_run = (out / CONFIG).is_file()
-    foreign = [p.name for p in out.iterdir() if p.name != LOCK] if out.is_dir() else []
+    foreign = [p.name for p in out.iterdir() if not _own_skeleton(p)]
     if foreign and not has_run:
         raise TinymodError(f"{out} is not empty and holds no tinymod run; choose another --out")
     return has_run
@@ -108,12 +135,12 @@ def open_folder(out):
 
 
 def clear(out, names=(), subfolders=()):
-    """Delete the named files and every stepped file (step_NNNNNNN.npz) in the subfolders."""
-    for name in names:
-        (out / name).unlink(missing_ok=True)
-    for sub in subfolders:
-        for _, path in stepped(out / sub):
-            path.unlink()
+    """Delete the named files and every stepped file (step_NNNNNNN.npz) in the subfolders,
+    never descending into a link (a linked subfolder is refused before anything goes)."""
+    refuse_links(out)
+    doomed = [out / name for name in names] + [path for sub in subfolders for _, path in stepped(out / sub)]
+    for path in doomed:
+        path.unlink(missing_ok=True)
 
 
 # --- the one atomic writer ------------------------------------------------------------------
@@ -123,19 +150,35 @@ def atomic_write(path, write, binary=True):
     flushed and fsynced, then os.replace, then the folder fsynced. A failure leaves no
     temporary file and the old file untouched. The file gets the mode the umask gives."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)     # 0o666 & ~umask
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)     # 0o666 & ~umask
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise TinymodError(write_error(path, e)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
     return path
+
+
+def write_error(path, error):
+    """One line for a failed write: the file, and why (the free space when the disk is full)."""
+    if error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        try:
+            free = f"{shutil.disk_usage(Path(path).parent).free / 2**20:.1f} MiB free"
+        except OSError:
+            free = "free space unknown"
+        return f"cannot write {path}: no space left on the device ({free}); the previous file is kept"
+    if error.errno == errno.EFBIG:
+        return f"cannot write {path}: larger than the file-size limit (ulimit -f); the previous file is kept"
+    return f"cannot write {path}: {error.strerror or error}"
 
 
 def _fsync_folder(folder):
@@ -171,31 +214,47 @@ def write_json(path, obj):
     return write_text(path, json.dumps(_strict(obj), indent=1, allow_nan=False) + "\n")
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:        # someone else's process: alive
+        pass
+    return True
+
+
 def remove_stale_temporaries(folder):
-    """Delete temporary files a killed writer left (`.<name>.<id>.tmp`)."""
+    """Delete the temporary files (`.<name>.<pid>-<id>.tmp`) that a dead writer left, or
+    this process: another living process's (a report written while training resumes) stay."""
+    refuse_links(folder)
     for sub in ("", CHECKPOINTS, SNAPSHOTS):
         for stale in Path(folder, sub).glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+            match = TEMPORARY.fullmatch(stale.name)
+            pid = int(match.group(1)) if match and match.group(1) else None
+            if pid is None or pid == os.getpid() or not _alive(pid):
+                stale.unlink(missing_ok=True)
 
 
 # --- metrics ------------------------------------------------------------------------------
 
 def read_metrics(path, warn=True):
-    """The metrics rows of a run. A line that is not a JSON object with a step (a torn
+    """The metrics rows of a run. A line that is not a JSON object with every metric (a torn
     last line after a crash, or damage) is skipped and named in a warning; every valid row
     after it is kept."""
     rows, bad = [], []
     try:
-        lines = Path(path).read_text().splitlines()
+        lines = Path(path).read_bytes().decode(errors="replace").splitlines()
     except FileNotFoundError:
         return rows
     for number, line in enumerate(lines, 1):
         try:
             row = json.loads(line)
-            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int) or \
+                    not all(isinstance(row.get(k), (int, float)) for k in METRIC_FIELDS):
                 raise ValueError
             rows.append(row)
-        except ValueError:
+        except (ValueError, RecursionError):
             if line.strip():
                 bad.append(number)
     if bad and warn:
@@ -212,7 +271,7 @@ class MetricsLog:
     def __init__(self, path, kept_rows):
         self.path = Path(path)
         write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept_rows))
-        self.file = open(self.path, "a")
+        self.file = os.fdopen(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW), "a")
 
     def append(self, row):
         self.file.write(json.dumps(row) + "\n")
@@ -283,7 +342,13 @@ class RunLock:
     def acquire(self):
         import fcntl
         import sys
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise TinymodError(f"{self.path} is a symbolic link; tinymod does not write through "
+                                   f"links inside a run folder: remove it") from None
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
