@@ -181,3 +181,30 @@ def test_analyses_work_on_every_valid_run(tmp_path_factory, p, D, H, T, activati
         assert result.exit_code == 0, f"{command} p={p} D={D} H={H} T={T} {activation}: {result.output}"
     fourier = json.loads((run / runs.FOURIER_JSON).read_text())
     assert fourier["p"] == p and fourier["key_curve"]
+
+
+# --- files of another run ---------------------------------------------------------------------------
+
+def test_a_snapshot_of_another_run_is_refused_naming_the_setting(tmp_path):
+    run, other = tmp_path / "run", tmp_path / "other"
+    assert invoke("--steps", 20, "--out", run).exit_code == 0
+    assert invoke("--steps", 20, "--seed", 3, "--out", other).exit_code == 0
+    (run / runs.SNAPSHOTS / "step_0000010.npz").write_bytes((other / runs.SNAPSHOTS / "step_0000010.npz").read_bytes())
+    before = digest(run)
+    one_line_error(CliRunner().invoke(main, ["progress", str(run)]), "step_0000010.npz", "seed = 3")
+    assert digest(run) == before
+
+
+def test_a_checkpoint_of_another_model_is_refused_before_its_arrays_are_read(tmp_path, monkeypatch):
+    from tinymod.training import checkpoint
+    run = tmp_path / "run"
+    assert invoke("--steps", 20, "--out", run).exit_code == 0
+    params, config, opt = checkpoint.load(run / runs.CHECKPOINTS / "step_0000020.npz")
+    checkpoint.save(run / runs.CHECKPOINTS / "step_0000030.npz", params,
+                    {**config, "step": 30, "d_hidden": 14000}, opt)     # declares a 14000-wide model
+    read = []
+    real = checkpoint._member
+    monkeypatch.setattr(checkpoint, "_member", lambda zf, key: read.append(key) or real(zf, key))
+    with pytest.raises(Exception, match="made with d_hidden = 14000"):
+        checkpoint.load(run / runs.CHECKPOINTS / "step_0000030.npz", expect=checkpoint.identity(config))
+    assert read == ["config"]

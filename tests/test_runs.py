@@ -90,7 +90,7 @@ def _replace_newest(run, other_run):
 
 @pytest.mark.parametrize("other, message", [
     (["--p", "11"], "made with p = 11, but the run has p = 7"),
-    (["--dtype", "float64"], "holds float64 parameters, but the run is float32"),
+    (["--dtype", "float64"], "made with dtype = 'float64', but the run has dtype = 'float32'"),
     (["--seed", "3"], "made with seed = 3"),
     (["--frac", "0.5"], "made with frac = 0.5"),
     (["--activation", "tanh"], "made with activation = 'tanh'"),

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 pytest.importorskip("dask.distributed")
 
-from tinymod import sweep  # noqa: E402
+from tinymod.scale import sweep  # noqa: E402
 from tinymod.model import rnn
 from tinymod.training import checkpoint
 from tinymod.cli import main  # noqa: E402
@@ -116,7 +116,8 @@ def test_bad_grid_files_are_one_line_errors(tmp_path, text, message):
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
-def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path):
+def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "CONNECT_SECONDS", 2)
     result = CliRunner().invoke(main, ["sweep", str(grid(tmp_path, "[grid]\nseed = [0]\n")), "--out",
                                        str(tmp_path / "out"), "--scheduler", "tcp://127.0.0.1:9"])
     assert result.exit_code == 1 and "cannot reach the dask scheduler" in result.output, result.output
@@ -136,3 +137,115 @@ def test_grids_of_tables_are_joined():
             path = Path(d) / "g.json"
             path.write_text('{"grid": 3}')
             sweep.plan(path)
+
+
+# --- sweeps that never lie (hardening) ------------------------------------------------------------
+
+def one_line(result, message):
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and message in lines[-1], result.output
+    assert "Traceback" not in result.output and lines[-1].startswith("Error: "), result.output
+
+
+def test_changed_settings_are_refused_and_the_results_carry_the_trained_ones(tmp_path, cluster):
+    out = tmp_path / "out"
+    first = sweep.run(grid(tmp_path, "steps = 20\n[grid]\nseed = [0]\n"), out,
+                      scheduler=cluster.scheduler_address, report=False, echo=lambda line: None)
+    assert first[0]["status"] == "ok" and first[0]["settings"]["lr"] == 0.003
+    again = sweep.run(grid(tmp_path, "steps = 40\nlr = 0.01\n[grid]\nseed = [0]\n", "g2.toml"), out,
+                      scheduler=cluster.scheduler_address, report=False, echo=lambda line: None)
+    assert again[0]["status"] == "failed" and "holds a run with lr = 0.003, but the grid asks 0.01" in again[0]["error"]
+    saved = json.loads((out / "sweep.json").read_text())["runs"][0]
+    trained = json.loads((out / "seed-0" / "config.json").read_text())
+    assert saved["settings"]["lr"] == trained["lr"] == 0.003 and saved["settings"]["steps"] == 20
+
+
+def test_a_truncated_model_is_rebuilt_from_its_checkpoint(tmp_path, cluster):
+    out, path = tmp_path / "out", grid(tmp_path, "steps = 20\n[grid]\nseed = [0]\n")
+    sweep.run(path, out, scheduler=cluster.scheduler_address, report=False, echo=lambda line: None)
+    model = out / "seed-0" / "model.npz"
+    whole = checkpoint.load(model)[0]
+    model.write_bytes(model.read_bytes()[:100])
+    again = sweep.run(path, out, scheduler=cluster.scheduler_address, report=False, echo=lambda line: None)
+    assert again[0]["status"] == "ok" and not again[0]["skipped"]
+    assert same(checkpoint.load(model)[0], whole)
+
+
+def test_a_sweep_with_a_failed_run_exits_non_zero_with_the_count(tmp_path, cluster):
+    path = grid(tmp_path, "steps = 20\n[grid]\nlr = [0.003, 1e32]\n")
+    result = CliRunner().invoke(main, ["sweep", str(path), "--out", str(tmp_path / "out"), "--no-report",
+                                       "--scheduler", cluster.scheduler_address])
+    one_line(result, "1 of 2 runs failed")
+
+
+def test_a_huge_grid_is_refused_before_any_combination_is_built(tmp_path):
+    axes = "\n".join(f"{key} = [{', '.join(str(i) for i in range(1000))}]"
+                     for key in ("seed", "steps", "eval_every", "checkpoint_every"))      # 10^12
+    result = CliRunner().invoke(main, ["sweep", str(grid(tmp_path, "[grid]\n" + axes + "\n")),
+                                       "--out", str(tmp_path / "out")])
+    one_line(result, "1,000,000,000,000 combinations, more than --max-runs 5,000")
+    assert not (tmp_path / "out").exists()
+
+
+def test_more_workers_than_cores_are_refused(tmp_path):
+    result = CliRunner().invoke(main, ["sweep", str(grid(tmp_path, "[grid]\nseed = [0]\n")), "--out",
+                                       str(tmp_path / "out"), "--workers", str((os.cpu_count() or 1) + 1)])
+    one_line(result, "--workers is at most the number of cores")
+
+
+@pytest.mark.parametrize("address", ["garbage", "http://127.0.0.1:8786", "tls://127.0.0.1:8786",
+                                     "ucx://127.0.0.1:8786", "inproc://x", "tcp://[::1", "tcp://host:99999"])
+def test_scheduler_addresses_are_parsed_and_refused_in_one_line(tmp_path, address):
+    result = CliRunner().invoke(main, ["sweep", str(grid(tmp_path, "[grid]\nseed = [0]\n")), "--out",
+                                       str(tmp_path / "out"), "--scheduler", address])
+    one_line(result, "--scheduler must be tcp://HOST:PORT")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_scheduler_that_never_speaks_times_out(tmp_path, monkeypatch):
+    import socket
+    monkeypatch.setattr(sweep, "CONNECT_SECONDS", 2)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    accepted = []
+    listener = threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True)
+    listener.start()
+    try:
+        start = time.monotonic()
+        result = CliRunner().invoke(main, ["sweep", str(grid(tmp_path, "[grid]\nseed = [0]\n")), "--out",
+                                           str(tmp_path / "out"), "--scheduler",
+                                           f"tcp://127.0.0.1:{server.getsockname()[1]}"])
+        one_line(result, "cannot reach the dask scheduler")
+        assert time.monotonic() - start < 30 and not (tmp_path / "out").exists()
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("text, message", [
+    ('preset = ["quick"]\n[grid]\nseed = [0]\n', "unknown preset"),
+    ('[grid]\npreset = [{a = 1}]\n', "unknown preset"),
+])
+def test_a_preset_given_as_a_list_or_table_is_one_line(tmp_path, text, message):
+    path = tmp_path / "g.toml"
+    path.write_text(text)
+    one_line(CliRunner().invoke(main, ["sweep", str(path), "--out", str(tmp_path / "out")]), message)
+
+
+@pytest.mark.parametrize("content, message", [(b'{"grid": {"seed": [0]}, "x": "\xff\xfe"}', "is not UTF-8 text"),
+                                              (b"[" * 100000 + b"]" * 100000, "nests too deeply")])
+def test_non_utf8_or_deeply_nested_files_are_one_line(tmp_path, content, message):
+    path = tmp_path / "g.json"
+    path.write_bytes(content)
+    one_line(CliRunner().invoke(main, ["sweep", str(path), "--out", str(tmp_path / "out")]), message)
+    one_line(CliRunner().invoke(main, ["train", "--config", str(path), "--out", str(tmp_path / "r")]), message)
+
+
+def test_two_sweeps_into_one_folder_exclude_each_other(tmp_path, cluster):
+    from tinymod.training import runs
+    out = tmp_path / "out"
+    out.mkdir()
+    with runs.RunLock(out, doing="swept"):
+        result = CliRunner().invoke(main, ["sweep", str(grid(tmp_path, "[grid]\nseed = [0]\n")), "--out",
+                                           str(out), "--scheduler", cluster.scheduler_address])
+    one_line(result, "is being swept by process")

@@ -26,7 +26,7 @@ LAYOUT = {
     "analysis": ("fourier", "tabulate", "fits", "keysets", "svd", "ablate", "partial_sums", "progress",
                  "construct"),
     "reports": ("pipeline", "claims", "report", "plots"),
-    "scale": ("sweep", "bench"),
+    "scale": ("sweep", "sweep_results", "bench"),
 }
 LAYER_OF = {module: layer for layer, modules in LAYOUT.items() for module in modules}
 

@@ -279,7 +279,9 @@ def progress(source, out):
               "to use instead of a local cluster")
 @click.option("--no-report", "no_report", is_flag=True, help="train only; skip each run's analysis")
 @click.option("--axes", default=None, help="two settings for the phase diagram, e.g. frac,weight_decay")
-def sweep(grid, out, workers, scheduler, no_report, axes):
+@click.option("--max-runs", type=click.IntRange(min=1), default=5000, show_default=True,
+              help="refuse a grid with more combinations than this")
+def sweep(grid, out, workers, scheduler, no_report, axes, max_runs):
     """Run every combination of a grid of settings on dask.distributed (a local cluster, one
     worker per core, or --scheduler), each as an ordinary run folder under --out, followed
     by its report. Writes sweep.json, sweep.csv and sweep_report.md (the paper's claims over
@@ -287,16 +289,18 @@ def sweep(grid, out, workers, scheduler, no_report, axes):
     missing and trains nothing twice."""
     from pathlib import Path
     from tinymod.scale import sweep as sweeping
+    from tinymod.errors import TinymodError
     from tinymod.training import runs
     axes_list = [a.strip().replace("-", "_") for a in axes.split(",")] if axes else None
     if axes_list is not None and len(axes_list) != 2:
         raise click.UsageError("--axes takes two settings, e.g. frac,weight_decay")
     entries = sweeping.run(grid, out, workers, scheduler, not no_report, axes_list,
-                           echo=lambda line: click.echo(line, err=True))
+                           echo=lambda line: click.echo(line, err=True), max_runs=max_runs)
     click.echo((Path(out) / runs.SWEEP_REPORT_MD).read_text())
     failed = sum(e["status"] != "ok" for e in entries)
-    click.echo(f"wrote {Path(out) / runs.SWEEP_JSON}, {runs.SWEEP_CSV} and {runs.SWEEP_REPORT_MD}; "
-               f"{failed} of {len(entries)} runs failed")
+    click.echo(f"wrote {Path(out) / runs.SWEEP_JSON}, {runs.SWEEP_CSV} and {runs.SWEEP_REPORT_MD}")
+    if failed:
+        raise TinymodError(f"{failed} of {len(entries)} runs failed (their errors are in {runs.SWEEP_REPORT_MD})")
 
 
 @main.command()

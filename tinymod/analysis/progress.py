@@ -108,11 +108,9 @@ def analyze(folder, config, key, on_row=None):
     ds = make_dataset(config["p"], config["seq_len"], config["frac"], config["seed"])
     rows = []
     for step, path in found:
-        params, saved, _ = checkpoint.load(path)
+        params, saved, _ = checkpoint.load(path, expect=checkpoint.identity(config))
         if saved["step"] != step:
             raise TinymodError(f"snapshot {path} holds step {saved['step']}, not the step in its name")
-        if (saved["p"], saved["d_embed"], saved["d_hidden"]) != (config["p"], config["d_embed"], config["d_hidden"]):
-            raise TinymodError(f"snapshot {path} does not match the run's model (p, widths)")
         rows.append({"step": step, **measure(params, config["activation"], key, ds.x_train, ds.x_test)})
         if on_row:
             on_row(rows[-1])

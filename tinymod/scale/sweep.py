@@ -12,26 +12,29 @@ again, trains nothing twice. Each task runs with one thread; training is bit-ide
 for any thread count (tinymod.blocks), so a sweep's model.npz is the one `tinymod train
 --threads 1` writes.
 """
-import csv
-import io
 import itertools
 import math
 import os
-import statistics
+import re
+import threading
 import time
 from pathlib import Path
 
+from tinymod.scale.sweep_results import write_results
 from tinymod.training import runs
 from tinymod.training.config import FIELDS, coerce, preset, read_table
 from tinymod.errors import TinymodError
 
 KEYS = set(FIELDS) | {"preset"}
+MAX_RUNS = 5000          # combinations a grid may hold unless --max-runs says otherwise
+CONNECT_SECONDS = 10     # to reach a scheduler, handshake included
 
 
 # --- the grid --------------------------------------------------------------------------------
 
-def read_grid(path):
-    """[(settings, varied keys)], one per run, from a grid file; one-line errors."""
+def read_grid(path, max_runs=MAX_RUNS):
+    """[(settings, varied keys)], one per run, from a grid file; one-line errors. The number
+    of combinations is checked against `max_runs` before any is built."""
     table = read_table(path, "grid file")
     grids = table.pop("grid", {})
     if isinstance(grids, dict):
@@ -41,15 +44,20 @@ def read_grid(path):
     unknown = sorted(set(table) - KEYS)
     if unknown:
         raise TinymodError(f"grid file {path} has unknown keys: {', '.join(unknown)}")
-    combos = []
+    grids = [{key.replace("-", "_"): value for key, value in grid.items()} for grid in grids]
     for grid in grids:
-        grid = {key.replace("-", "_"): value for key, value in grid.items()}
         unknown = sorted(set(grid) - KEYS)
         if unknown:
             raise TinymodError(f"grid file {path} has unknown keys in its grid: {', '.join(unknown)}")
         for key, values in grid.items():
             if not isinstance(values, list) or not values:
-                raise TinymodError(f"grid file {path}: grid value {key} must be a non-empty list, got {values!r}")
+                raise TinymodError(f"grid file {path}: grid value {key} must be a non-empty list, "
+                                   f"got {str(values)[:80]}")
+    total = sum(math.prod(len(values) for values in grid.values()) for grid in grids)
+    if total > max_runs:
+        raise TinymodError(f"grid file {path} has {total:,} combinations, more than --max-runs {max_runs:,}")
+    combos = []
+    for grid in grids:
         for values in itertools.product(*grid.values()):
             combos.append(({**table, **dict(zip(grid, values))}, list(grid)))
     return combos
@@ -68,15 +76,15 @@ def run_name(settings, varied):
     return "_".join(parts).replace("/", "-").replace(" ", "")
 
 
-def plan(path):
+def plan(path, max_runs=MAX_RUNS):
     """[(name, settings, config)] for every combination, each validated before any runs."""
     seen, out = set(), []
-    for settings, varied in read_grid(path):
+    for settings, varied in read_grid(path, max_runs):
         name = run_name(settings, varied)
         try:
             config = config_for(settings)
-        except TinymodError as e:
-            raise TinymodError(f"combination {name}: {e}") from None
+        except (TinymodError, TypeError, ValueError) as e:      # a list or a table where a value goes
+            raise TinymodError(f"combination {name[:80]}: {e}") from None
         if name in seen:
             raise TinymodError(f"two combinations share the name {name}; vary a setting")
         seen.add(name)
@@ -99,9 +107,9 @@ def _task(name, settings, folder, report):
     from tinymod.reports.pipeline import run_report
     entry = {"name": name, "folder": folder.name, "settings": settings}
     try:
-        config = config_for(settings)
-        entry["settings"] = config.to_dict()
-        finished = (folder / runs.MODEL).is_file()
+        config = run_config(folder, config_for(settings))
+        entry["settings"] = config.to_dict()          # what the run is (or was) trained with
+        finished = _valid_model(folder / runs.MODEL)
         if finished:
             rows = runs.read_metrics(folder / runs.METRICS, warn=False)
             summary = train.summarize(rows, folder)
@@ -117,7 +125,35 @@ def _task(name, settings, folder, report):
             entry.update(_analysis(folder))
     except Exception as e:      # the run's own failure is a result; the sweep goes on
         entry.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0])
+        if (folder / runs.CONFIG).is_file():   # a run the folder holds is described by its own settings
+            try:
+                entry["settings"] = train.read_run_config(folder).to_dict()
+            except TinymodError:
+                pass
     return entry
+
+
+def run_config(folder, config):
+    """`config`, or the config of the run `folder` already holds when they agree; a run
+    trained with other settings is refused, as `train --resume` refuses it."""
+    from tinymod.training.train import read_run_config
+    if not (folder / runs.CONFIG).is_file():
+        return config
+    saved = read_run_config(folder)
+    for name in FIELDS:
+        if name != "threads" and getattr(saved, name) != getattr(config, name):
+            raise TinymodError(f"{folder} holds a run with {name} = {getattr(saved, name)!r}, but the grid "
+                               f"asks {getattr(config, name)!r}; sweep into another --out")
+    return saved
+
+
+def _valid_model(path):
+    """model.npz is there and whole (else the run is finished again from its newest checkpoint)."""
+    from tinymod.training import checkpoint
+    try:
+        return path.is_file() and checkpoint.load(path) is not None
+    except TinymodError:
+        return False
 
 
 def _analysis(folder):
@@ -141,6 +177,38 @@ def _analysis(folder):
 
 # --- the engine ---------------------------------------------------------------------------------
 
+SCHEDULER = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})")
+
+
+def check_scheduler(address):
+    """A scheduler address tinymod can reach: tcp://HOST:PORT (an IPv6 host in brackets)."""
+    match = SCHEDULER.fullmatch(address)
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise TinymodError(f"--scheduler must be tcp://HOST:PORT (a dask scheduler's address), "
+                           f"got {address[:80]!r}")
+    return address
+
+
+def _connect(address):
+    """A Client of the scheduler at `address`, or a one-line error after CONNECT_SECONDS,
+    whatever the peer does (a socket that accepts and never speaks included)."""
+    from dask.distributed import Client
+    result = {}
+
+    def connect():
+        try:
+            result["client"] = Client(address, timeout=f"{CONNECT_SECONDS}s")
+        except BaseException as e:            # noqa: BLE001 - reported in the caller's thread
+            result["error"] = e
+    thread = threading.Thread(target=connect, daemon=True)   # a hung handshake cannot hold the exit
+    thread.start()
+    thread.join(CONNECT_SECONDS + 5)
+    if "client" in result:
+        return result["client"]
+    why = str(result.get("error") or f"no answer in {CONNECT_SECONDS} s").splitlines()[0][:200]
+    raise TinymodError(f"cannot reach the dask scheduler at {address}: {why}")
+
+
 def _client(workers, scheduler):
     try:
         from dask.distributed import Client, LocalCluster
@@ -148,29 +216,48 @@ def _client(workers, scheduler):
         raise TinymodError("tinymod sweep needs dask.distributed: in a clone of tinymod, "
                            "pip install '.[sweep]'") from None
     if scheduler:
-        try:
-            return Client(scheduler, timeout="5s"), None
-        except (OSError, TimeoutError) as e:
-            raise TinymodError(f"cannot reach the dask scheduler at {scheduler}: {e}".splitlines()[0]) from None
+        return _connect(check_scheduler(scheduler)), None
     cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
                            processes=True, dashboard_address=None)
     return Client(cluster), cluster
 
 
-def run(grid_path, out, workers=None, scheduler=None, report=True, axes=None, echo=print):
+def run(grid_path, out, workers=None, scheduler=None, report=True, axes=None, echo=print,
+        max_runs=MAX_RUNS):
     """Run every combination of the grid on dask; write sweep.json, sweep.csv and
-    sweep_report.md into `out`; return the entries."""
-    combos = plan(grid_path)
+    sweep_report.md into `out`; return the entries. `out` is created only once the cluster
+    is reached, and locked for the sweep (two sweeps into one folder exclude each other)."""
+    combos = plan(grid_path, max_runs)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TinymodError(f"{out} is a file, not a sweep folder")
     if axes and any(a not in KEYS for a in axes):
         raise TinymodError(f"--axes must name settings, got {','.join(axes)}")
+    cores = os.cpu_count() or 1
+    if workers is not None and workers > cores:
+        raise TinymodError(f"--workers is at most the number of cores, {cores}; got {workers}")
+    if scheduler:
+        check_scheduler(scheduler)
+    client, cluster = _client(min(workers or cores, len(combos)), scheduler)
     try:
+        if out.is_dir():
+            runs.refuse_links(out)
         out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
+        lock = runs.RunLock(out, doing="swept").acquire()
+    except (OSError, TinymodError) as e:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+        if isinstance(e, TinymodError):
+            raise
         raise TinymodError(f"cannot write to {out}: {e.strerror or e}") from None
-    client, cluster = _client(workers, scheduler)
+    try:
+        return _run_tasks(client, cluster, combos, out, report, axes, echo)
+    finally:
+        lock.release()
+
+
+def _run_tasks(client, cluster, combos, out, report, axes, echo):
     start = time.perf_counter()
     entries, futures = {}, []
     try:
@@ -202,111 +289,3 @@ def run(grid_path, out, workers=None, scheduler=None, report=True, axes=None, ec
     ordered = [entries[name] for name, _, _ in combos if name in entries]
     write_results(out, ordered, axes, time.perf_counter() - start)
     return ordered
-
-
-# --- results ----------------------------------------------------------------------------------
-
-def _flat(entry):
-    row = {k: v for k, v in entry.items() if k not in ("settings", "verdicts", "in_use_fits")}
-    row.update({f"in_use_fit_{k}": v for k, v in (entry.get("in_use_fits") or {}).items()})
-    row.update({f"setting_{k}": v for k, v in (entry.get("settings") or {}).items()})
-    row.update({f"verdict: {k}": v for k, v in (entry.get("verdicts") or {}).items()})
-    return {k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()}
-
-
-def write_results(out, entries, axes=None, seconds=None):
-    runs.write_json(out / runs.SWEEP_JSON, {"seconds": seconds, "runs": entries})
-    rows = [_flat(e) for e in entries]
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    runs.write_text(out / runs.SWEEP_CSV, buffer.getvalue())
-    figures = _figures(out, entries, axes)
-    runs.write_text(out / runs.SWEEP_REPORT_MD, markdown(entries, figures, seconds))
-
-
-def _group(entry):
-    """Runs that differ only in their seed form a group."""
-    settings = dict(entry.get("settings") or {})
-    settings.pop("seed", None)
-    return ", ".join(f"{k}={settings[k]}" for k in ("preset", "p", "frac", "lr", "weight_decay") if k in settings)
-
-
-def _stats(values):
-    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    if not values:
-        return "—"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    if all(isinstance(v, int) for v in values) and max(values) >= 100:      # steps
-        return f"{statistics.mean(values):,.0f} ± {sd:,.0f} ({min(values):,}–{max(values):,})"
-    return f"{statistics.mean(values):.3g} ± {sd:.2g} ({min(values):.3g}–{max(values):.3g})"
-
-
-def claims_table(entries):
-    """Markdown: per group of seeds, each measure and each claim across its runs."""
-    groups = {}
-    for e in entries:
-        groups.setdefault(_group(e), []).append(e)
-    lines = []
-    for group, members in groups.items():
-        ok = [e for e in members if e["status"] == "ok"]
-        grokked = [e["grok_step"] for e in ok if e.get("grok_step") is not None]
-        lines += [f"### {group or 'all runs'}: {len(ok)} of {len(members)} runs finished, "
-                  f"{len(grokked)} grokked", "",
-                  "| measure | mean ± sd (range) over runs |", "| --- | --- |",
-                  f"| grok step (test accuracy ≥ 99%) | {_stats(grokked)} |",
-                  *[f"| {label} key frequencies (count) | {_stats([len(e[field]) for e in ok if field in e])} |"
-                    for label, field in (("in-use", "in_use_key_frequencies"), ("functional", "functional_key_frequencies"),
-                                         ("spectral", "key_frequencies"))],
-                  f"| logit energy at the in-use set | {_stats([e.get('in_use_logit_energy_share') for e in ok])} |",
-                  f"| restricted loss at the in-use set (all tuples) | {_stats([e.get('restricted_loss') for e in ok])} |",
-                  f"| excluded loss at the in-use set (train tuples) | {_stats([e.get('excluded_loss') for e in ok])} |",
-                  *[f"| {name} at the in-use set | {_stats([(e.get('in_use_fits') or {}).get(name) for e in ok])} |"
-                    for name in dict.fromkeys(n for e in ok for n in (e.get("in_use_fits") or {}))],
-                  f"| well-explained units, Nanda's single-frequency measure | "
-                  f"{_stats([e.get('share_well_explained_nanda') for e in ok])} |", ""]
-        claims = list(dict.fromkeys(c for e in ok for c in e.get("verdicts", {})))
-        if claims:
-            lines += ["| claim | verdicts over runs |", "| --- | --- |"]
-            for c in claims:
-                tally = {}
-                for e in ok:
-                    verdict = e["verdicts"].get(c, "not measured")
-                    tally[verdict] = tally.get(verdict, 0) + 1
-                lines.append(f"| {c} | " + "; ".join(f"{v} ({n} of {len(ok)})" for v, n in tally.items()) + " |")
-            lines.append("")
-    return lines
-
-
-def markdown(entries, figures, seconds=None):
-    failed = [e for e in entries if e["status"] != "ok"]
-    lines = ["# tinymod sweep", "",
-             f"{len(entries)} runs, {len(failed)} failed" + (f", {seconds:.0f} s" if seconds else "") + ".", "",
-             "## The paper's claims over seeds", "", *claims_table(entries)]
-    if failed:
-        lines += ["## Failed runs", "", "| run | error |", "| --- | --- |",
-                  *[f"| {e['name']} | {e.get('error', '')} |" for e in failed], ""]
-    lines += [f"![{name}]({name})" for name in figures]
-    return "\n".join(lines) + "\n"
-
-
-def _figures(out, entries, axes):
-    from tinymod.reports import plots
-    made = []
-    ok = [e for e in entries if e["status"] == "ok"]
-    if ok:
-        groups = {}
-        for e in ok:
-            groups.setdefault(_group(e), []).append(e.get("grok_step"))
-        plots.grok_steps(groups, out / runs.GROK_STEPS_PNG)
-        made.append(runs.GROK_STEPS_PNG)
-    if axes and len(axes) == 2 and ok:
-        cells = {}
-        for e in ok:
-            key = tuple(e["settings"].get(a) for a in axes)
-            cells.setdefault(key, []).append(e.get("grok_step"))
-        plots.phase_diagram(cells, axes, out / runs.PHASE_DIAGRAM_PNG)
-        made.append(runs.PHASE_DIAGRAM_PNG)
-    return made

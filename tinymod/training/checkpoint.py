@@ -46,8 +46,22 @@ MAX_CONFIG_CHARS = 1 << 16          # the config's JSON
 MAX_MODEL_BYTES = 4 << 30           # parameters a checkpoint may declare (4 GiB)
 
 
-def load(path):
+# every setting that shapes a model or its training: what makes a checkpoint part of a run
+IDENTITY = ("p", "seq_len", "d_embed", "d_hidden", "activation", "dtype", "frac", "seed",
+            "lr", "weight_decay", "beta1", "beta2", "eps")
+
+
+def identity(config):
+    """The IDENTITY settings of a config (a dict), those it has."""
+    return {name: config[name] for name in IDENTITY if name in config}
+
+
+def load(path, expect=None):
     """(params, config, opt_state) from a checkpoint, after validating everything.
+
+    `expect`, settings of the run the file must belong to (`identity(run_config)`), is
+    compared with the file's small config member before any array is decompressed: a file of
+    another run is refused at the cost of reading its config.
 
     Hostile files are refused before they cost anything: the member names are checked
     against the contract and every .npy header (shape and dtype) against the config
@@ -70,6 +84,7 @@ def load(path):
                 raise TinymodError(f"{where}: 'config' must be a 0-d string array of JSON "
                                    f"(at most {MAX_CONFIG_CHARS} characters)")
             config = _read_config(_member(zf, "config"), where)
+            _check_belongs(config, expect or {}, path)
             _check_headers(headers, config, where)
             arrays = {key: _member(zf, key) for key in headers}
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
@@ -82,6 +97,13 @@ def load(path):
         raise TinymodError(f"{where} mixes dtypes: {', '.join(sorted(map(str, dtypes)))}")
     opt_state = _read_opt_state(arrays, params, where)
     return params, config, opt_state
+
+
+def _check_belongs(config, expect, path):
+    for name, value in expect.items():
+        if name in config and config[name] != value:
+            raise TinymodError(f"{path} was made with {name} = {config[name]!r}, but the run has "
+                               f"{name} = {value!r}")
 
 
 def _plain(error):

@@ -153,7 +153,7 @@ PRESETS = {
 
 
 def preset(name):
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise TinymodError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
 
@@ -162,9 +162,11 @@ def read_table(path, what="config file"):
     """The top-level table of a JSON or TOML file (by suffix), keys as option names (- or _)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise TinymodError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise TinymodError(f"{what} {path} is not UTF-8 text: byte {e.start} cannot be read") from None
     try:
         if path.suffix.lower() == ".toml":
             try:
@@ -177,6 +179,8 @@ def read_table(path, what="config file"):
     except ValueError as e:   # json.JSONDecodeError and tomllib.TOMLDecodeError
         raise TinymodError(f"{what} {path} is not valid "
                            f"{'TOML' if path.suffix.lower() == '.toml' else 'JSON'}: {e}") from None
+    except RecursionError:
+        raise TinymodError(f"{what} {path} nests too deeply to be a table of settings") from None
     if not isinstance(raw, dict):
         raise TinymodError(f"{what} {path} must hold a table of settings")
     return {key.replace("-", "_"): value for key, value in raw.items()}

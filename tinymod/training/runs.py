@@ -335,9 +335,9 @@ class RunLock:
     simply taken over. The file holds the owner's pid and command line, for the message a
     second training gets. Analysis commands read without it."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, doing="trained"):
         self.path = Path(folder) / LOCK
-        self.fd = None
+        self.fd, self.doing = None, doing
 
     def acquire(self):
         import fcntl
@@ -354,7 +354,7 @@ class RunLock:
         except OSError:
             owner = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise TinymodError(f"{self.path.parent} is being trained by {owner}; "
+            raise TinymodError(f"{self.path.parent} is being {self.doing} by {owner}; "
                                f"wait for it to finish or stop it first") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"process {os.getpid()} ({' '.join(sys.argv)[:200]})\n".encode(), 0)

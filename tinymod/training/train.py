@@ -110,8 +110,8 @@ def _restore(out, config, xp, like):
         raise TinymodError(f"{bad} cannot be resumed from ({reason}); {offer}")
     if latest is None:
         return fresh
-    saved_params, saved, opt_state = checkpoint.load(latest)
-    for name in MATCHING:
+    saved_params, saved, opt_state = checkpoint.load(latest, expect=checkpoint.identity(config.to_dict()))
+    for name in MATCHING:                     # the settings every checkpoint has
         if saved.get(name) != getattr(config, name):
             raise TinymodError(f"{latest} was made with {name} = {saved.get(name)!r}, but the run has "
                                f"{name} = {getattr(config, name)!r}")

@@ -1,0 +1,115 @@
+"""A sweep's results: sweep.json, sweep.csv (flat, for pandas) and sweep_report.md, with every
+measure and verdict over the seeds of each group of runs, the grok steps and a phase
+diagram."""
+import csv
+import io
+import math
+import statistics
+
+from tinymod.training import runs
+
+
+def _flat(entry):
+    row = {k: v for k, v in entry.items() if k not in ("settings", "verdicts", "in_use_fits")}
+    row.update({f"in_use_fit_{k}": v for k, v in (entry.get("in_use_fits") or {}).items()})
+    row.update({f"setting_{k}": v for k, v in (entry.get("settings") or {}).items()})
+    row.update({f"verdict: {k}": v for k, v in (entry.get("verdicts") or {}).items()})
+    return {k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()}
+
+
+def write_results(out, entries, axes=None, seconds=None):
+    runs.write_json(out / runs.SWEEP_JSON, {"seconds": seconds, "runs": entries})
+    rows = [_flat(e) for e in entries]
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    runs.write_text(out / runs.SWEEP_CSV, buffer.getvalue())
+    figures = _figures(out, entries, axes)
+    runs.write_text(out / runs.SWEEP_REPORT_MD, markdown(entries, figures, seconds))
+
+
+def _group(entry):
+    """Runs that differ only in their seed form a group."""
+    settings = dict(entry.get("settings") or {})
+    settings.pop("seed", None)
+    return ", ".join(f"{k}={settings[k]}" for k in ("preset", "p", "frac", "lr", "weight_decay") if k in settings)
+
+
+def _stats(values):
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return "—"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    if all(isinstance(v, int) for v in values) and max(values) >= 100:      # steps
+        return f"{statistics.mean(values):,.0f} ± {sd:,.0f} ({min(values):,}–{max(values):,})"
+    return f"{statistics.mean(values):.3g} ± {sd:.2g} ({min(values):.3g}–{max(values):.3g})"
+
+
+def claims_table(entries):
+    """Markdown: per group of seeds, each measure and each claim across its runs."""
+    groups = {}
+    for e in entries:
+        groups.setdefault(_group(e), []).append(e)
+    lines = []
+    for group, members in groups.items():
+        ok = [e for e in members if e["status"] == "ok"]
+        grokked = [e["grok_step"] for e in ok if e.get("grok_step") is not None]
+        lines += [f"### {group or 'all runs'}: {len(ok)} of {len(members)} runs finished, "
+                  f"{len(grokked)} grokked", "",
+                  "| measure | mean ± sd (range) over runs |", "| --- | --- |",
+                  f"| grok step (test accuracy ≥ 99%) | {_stats(grokked)} |",
+                  *[f"| {label} key frequencies (count) | {_stats([len(e[field]) for e in ok if field in e])} |"
+                    for label, field in (("in-use", "in_use_key_frequencies"), ("functional", "functional_key_frequencies"),
+                                         ("spectral", "key_frequencies"))],
+                  f"| logit energy at the in-use set | {_stats([e.get('in_use_logit_energy_share') for e in ok])} |",
+                  f"| restricted loss at the in-use set (all tuples) | {_stats([e.get('restricted_loss') for e in ok])} |",
+                  f"| excluded loss at the in-use set (train tuples) | {_stats([e.get('excluded_loss') for e in ok])} |",
+                  *[f"| {name} at the in-use set | {_stats([(e.get('in_use_fits') or {}).get(name) for e in ok])} |"
+                    for name in dict.fromkeys(n for e in ok for n in (e.get("in_use_fits") or {}))],
+                  f"| well-explained units, Nanda's single-frequency measure | "
+                  f"{_stats([e.get('share_well_explained_nanda') for e in ok])} |", ""]
+        claims = list(dict.fromkeys(c for e in ok for c in e.get("verdicts", {})))
+        if claims:
+            lines += ["| claim | verdicts over runs |", "| --- | --- |"]
+            for c in claims:
+                tally = {}
+                for e in ok:
+                    verdict = e["verdicts"].get(c, "not measured")
+                    tally[verdict] = tally.get(verdict, 0) + 1
+                lines.append(f"| {c} | " + "; ".join(f"{v} ({n} of {len(ok)})" for v, n in tally.items()) + " |")
+            lines.append("")
+    return lines
+
+
+def markdown(entries, figures, seconds=None):
+    failed = [e for e in entries if e["status"] != "ok"]
+    lines = ["# tinymod sweep", "",
+             f"{len(entries)} runs, {len(failed)} failed" + (f", {seconds:.0f} s" if seconds else "") + ".", "",
+             "## The paper's claims over seeds", "", *claims_table(entries)]
+    if failed:
+        lines += ["## Failed runs", "", "| run | error |", "| --- | --- |",
+                  *[f"| {e['name']} | {e.get('error', '')} |" for e in failed], ""]
+    lines += [f"![{name}]({name})" for name in figures]
+    return "\n".join(lines) + "\n"
+
+
+def _figures(out, entries, axes):
+    from tinymod.reports import plots
+    made = []
+    ok = [e for e in entries if e["status"] == "ok"]
+    if ok:
+        groups = {}
+        for e in ok:
+            groups.setdefault(_group(e), []).append(e.get("grok_step"))
+        plots.grok_steps(groups, out / runs.GROK_STEPS_PNG)
+        made.append(runs.GROK_STEPS_PNG)
+    if axes and len(axes) == 2 and ok:
+        cells = {}
+        for e in ok:
+            key = tuple(e["settings"].get(a) for a in axes)
+            cells.setdefault(key, []).append(e.get("grok_step"))
+        plots.phase_diagram(cells, axes, out / runs.PHASE_DIAGRAM_PNG)
+        made.append(runs.PHASE_DIAGRAM_PNG)
+    return made
