@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tinymod-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train sweep bench lectures gpu-check clean
+.PHONY: help install test train sweep grokfast bench lectures gpu-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,10 @@ train: $(STAMP) ## train the default preset into runs/default (replacing it), th
 sweep: $(STAMP) ## the paper's claims over seeds (default x 5, paper --lr 3e-3 x 3) on a local dask cluster
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt '.[sweep]'
 	$(BIN)/tinymod sweep tinymod/scale/grids/claims.toml --out runs/sweep
+
+grokfast: $(STAMP) ## time to grok with and without Grokfast's filter, over seeds, on a local dask cluster (about 15 min)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt '.[sweep]'
+	$(BIN)/tinymod sweep tinymod/scale/grids/grokfast.toml --out runs/grokfast
 
 bench: $(STAMP) ## time a training step: ours vs PyTorch (installed if pip can), the matmul limit
 	-$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt '.[bench]'

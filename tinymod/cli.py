@@ -52,6 +52,8 @@ TRAIN_OPTIONS = [
     ("--beta1", float, "AdamW beta1"),
     ("--beta2", float, "AdamW beta2"),
     ("--eps", float, "AdamW epsilon"),
+    ("--grokfast-lambda", float, "Grokfast: amplify the gradient's moving average by this (0: off)"),
+    ("--grokfast-alpha", float, "Grokfast: the moving average's decay"),
     ("--steps", int, "optimiser steps"),
     ("--batch-size", int, "examples per step (full batch when not given)"),
     ("--eval-every", int, "steps between evaluations (lines of metrics.jsonl)"),

@@ -116,7 +116,8 @@ def _task(name, settings, folder, report):
         else:
             resume = (folder / runs.CONFIG).is_file()
             summary = train.run(config, folder, resume=resume)      # resumes the newest checkpoint
-        entry.update(status="ok", skipped=finished, grok_step=summary["grok_step"], step=summary["step"],
+        entry.update(status="ok", skipped=finished, grok_step=summary["grok_step"],
+                     grok_seconds=summary["grok_seconds"], step=summary["step"],
                      train_acc=summary["train_acc"], test_acc=summary["test_acc"], test_loss=summary["test_loss"])
         if report:
             params, saved, _ = checkpoint.load(folder / runs.MODEL)

@@ -3,6 +3,7 @@ measure and verdict over the seeds of each group of runs, the grok steps and a p
 diagram."""
 import csv
 import io
+import json
 import math
 import statistics
 
@@ -30,11 +31,17 @@ def write_results(out, entries, axes=None, seconds=None):
     runs.write_text(out / runs.SWEEP_REPORT_MD, markdown(entries, figures, seconds))
 
 
-def _group(entry):
-    """Runs that differ only in their seed form a group."""
-    settings = dict(entry.get("settings") or {})
-    settings.pop("seed", None)
-    return ", ".join(f"{k}={settings[k]}" for k in ("preset", "p", "frac", "lr", "weight_decay") if k in settings)
+def _grouper(entries):
+    """Runs that differ only in their seed form a group, named by its preset and every other
+    setting that varies across the sweep (the filter's included)."""
+    settings = [e.get("settings") or {} for e in entries]
+    keys = dict.fromkeys(k for s in settings for k in s if k not in ("seed", "threads", "preset"))
+    varying = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True) for s in settings}) > 1]
+
+    def group(entry):
+        s = entry.get("settings") or {}
+        return ", ".join(f"{k}={s.get(k)}" for k in ["preset", *varying] if k in s)
+    return group
 
 
 def _stats(values):
@@ -49,9 +56,9 @@ def _stats(values):
 
 def claims_table(entries):
     """Markdown: per group of seeds, each measure and each claim across its runs."""
-    groups = {}
+    groups, group = {}, _grouper(entries)
     for e in entries:
-        groups.setdefault(_group(e), []).append(e)
+        groups.setdefault(group(e), []).append(e)
     lines = []
     for group, members in groups.items():
         ok = [e for e in members if e["status"] == "ok"]
@@ -60,6 +67,7 @@ def claims_table(entries):
                   f"{len(grokked)} grokked", "",
                   "| measure | mean ± sd (range) over runs |", "| --- | --- |",
                   f"| grok step (test accuracy ≥ 99%) | {_stats(grokked)} |",
+                  f"| seconds to grok | {_stats([e['grok_seconds'] for e in ok if e.get('grok_seconds') is not None])} |",
                   *[f"| {label} key frequencies (count) | {_stats([len(e[field]) for e in ok if field in e])} |"
                     for label, field in (("in-use", "in_use_key_frequencies"), ("functional", "functional_key_frequencies"),
                                          ("spectral", "key_frequencies"))],
@@ -100,9 +108,9 @@ def _figures(out, entries, axes):
     made = []
     ok = [e for e in entries if e["status"] == "ok"]
     if ok:
-        groups = {}
+        groups, group = {}, _grouper(entries)
         for e in ok:
-            groups.setdefault(_group(e), []).append(e.get("grok_step"))
+            groups.setdefault(group(e), []).append(e.get("grok_step"))
         plots.grok_steps(groups, out / runs.GROK_STEPS_PNG)
         made.append(runs.GROK_STEPS_PNG)
     if axes and len(axes) == 2 and ok:

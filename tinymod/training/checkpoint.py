@@ -40,7 +40,7 @@ def save(path, params, config, opt_state=None):
     return runs.atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-OPT_KEYS = ("opt_t", *(f"opt_{moment}_{name}" for name in PARAM_NAMES for moment in "mv"))
+OPT_KEYS = ("opt_t", *(f"opt_{moment}_{name}" for name in PARAM_NAMES for moment in ("m", "v", "gf")))
 ALLOWED = (*PARAM_NAMES, "config", *OPT_KEYS)
 MAX_CONFIG_CHARS = 1 << 16          # the config's JSON
 MAX_MODEL_BYTES = 4 << 30           # parameters a checkpoint may declare (4 GiB)
@@ -48,7 +48,7 @@ MAX_MODEL_BYTES = 4 << 30           # parameters a checkpoint may declare (4 GiB
 
 # every setting that shapes a model or its training: what makes a checkpoint part of a run
 IDENTITY = ("p", "seq_len", "d_embed", "d_hidden", "activation", "dtype", "frac", "seed",
-            "lr", "weight_decay", "beta1", "beta2", "eps")
+            "lr", "weight_decay", "beta1", "beta2", "eps", "grokfast_lambda", "grokfast_alpha")
 
 
 def identity(config):
@@ -216,6 +216,13 @@ def _read_opt_state(arrays, params, where):
             state[f"{moment}_{name}"] = _checked(arrays[key], key, params[name].shape, where)
             if arrays[key].dtype != dtype:
                 raise TinymodError(f"{where}: {key} has dtype {arrays[key].dtype}, expected {dtype}")
+    filtered = [name for name in PARAM_NAMES if f"opt_gf_{name}" in arrays]
+    if filtered and len(filtered) != len(PARAM_NAMES):
+        raise TinymodError(f"{where}: the gradient filter's state lacks opt_gf_"
+                           f"{next(n for n in PARAM_NAMES if n not in filtered)}")
+    for name in filtered:
+        key = f"opt_gf_{name}"
+        state[f"gf_{name}"] = _checked(arrays[key], key, params[name].shape, where)
     return state
 
 

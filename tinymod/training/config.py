@@ -52,6 +52,8 @@ class TrainConfig:
     activation: str = "relu"    # relu or tanh
     lr: float = 1e-3            # AdamW learning rate
     weight_decay: float = 1.0   # AdamW decoupled weight decay
+    grokfast_lambda: float = 0.0    # Grokfast's amplification of the slow gradient (0: off)
+    grokfast_alpha: float = 0.98    # Grokfast's moving-average decay
     beta1: float = 0.9
     beta2: float = 0.98
     eps: float = 1e-8
@@ -82,6 +84,9 @@ class TrainConfig:
              f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}"),
             (self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, got {self.lr}"),
             (self.weight_decay >= 0, f"weight-decay must be non-negative, got {self.weight_decay}"),
+            (self.grokfast_lambda >= 0 and math.isfinite(self.grokfast_lambda),
+             f"grokfast-lambda must be non-negative, got {self.grokfast_lambda}"),
+            (0 <= self.grokfast_alpha < 1, f"grokfast-alpha must lie in [0, 1), got {self.grokfast_alpha}"),
             (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1,
              f"beta1 and beta2 must lie in [0, 1), got {self.beta1}, {self.beta2}"),
             (self.eps > 0, f"eps must be positive, got {self.eps}"),

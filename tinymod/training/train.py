@@ -86,7 +86,10 @@ def prepare_run(config, out, resume=False, overwrite=False, overrides=()):
 def _fresh(config, xp, like):
     params = rnn.init_params(config.p, config.d_embed, config.d_hidden, config.seed, config.dtype,
                              xp, like=like)
-    opt = optim.AdamW(params, config.lr, (config.beta1, config.beta2), config.eps, config.weight_decay)
+    grad_filter = (optim.GrokfastEMA(params, config.grokfast_alpha, config.grokfast_lambda)
+                   if config.grokfast_lambda > 0 else None)
+    opt = optim.AdamW(params, config.lr, (config.beta1, config.beta2), config.eps, config.weight_decay,
+                      grad_filter)
     return State(params, opt, 0, 0.0, [])
 
 
