@@ -40,3 +40,28 @@ def test_render_compares_the_plain_call_with_the_fastest_peer():
 def test_bad_thread_counts(threads):
     result = CliRunner().invoke(main, ["bench", "--threads", threads])
     assert result.exit_code != 0 and "--threads" in result.output and "Traceback" not in result.output
+
+
+def test_the_waits_table_gives_bytes_by_T_and_the_grok_wait():
+    start = {"help_s": 0.2, "numba_compile_s": 2.0, "numba_cached_s": 0.5}
+    results = [fake(1, 8.0, 24.0, jax_step=18.0)]
+    waits = {"allocation": {2: (3831, 2**18), 3: (26812, 2**19), 4: (101683, 2**19)},
+             "grok": {"grok_step": 1400, "grok_seconds": 7.0, "seconds": 7.5},
+             "best_row": results[0]["rows"]["float32"]}
+    text = bench.render(results, start, waits)
+    assert "| 3 | 26,812 | 0.50 MiB |" in text and "| 2 | 3,831 | 0.25 MiB |" in text
+    assert "ours 7.0 s at step 1,400" in text
+    assert "JAX jit: 25.2 s projected (1,400 steps at its median 18.00 ms" in text   # 1400 * 18 ms
+    assert "torch.compile: not installed." in text
+
+
+@pytest.mark.parametrize("T", [3, 4])
+def test_a_warm_step_allocates_no_example_by_unit_array_for_any_T(T):
+    """Every (B, H) state lives in a reused buffer; what a warm step still allocates is
+    (B,) index vectors and block-sized temporaries, far below one (B, H) array (before this,
+    T = 3 allocated three of them)."""
+    p, frac, H = (13, 0.9, 64) if T == 3 else (7, 0.9, 64)
+    examples = round(frac * p ** T)
+    allocated = bench.step_allocation_bytes(p, frac, H, "float32", steps=3, seq_len=T)
+    one_state = examples * H * 4                                   # a (B, H) float32 array
+    assert allocated < one_state / 4, (allocated, one_state)

@@ -42,8 +42,8 @@ def cases(draw, name):
         return (table, idx, rows), (0,)
     if name == "gather_add_act":                   # with the buffer the numba path writes into
         return (rows, np.arange(B)[::-1].copy(), table, idx, table[0] / 3, relu, np.empty_like(rows)), ()
-    if name == "act_backward":
-        return (rows, h, relu), ()
+    if name == "act_backward":                     # with the buffer the numba path writes into
+        return (rows, h, relu, np.empty_like(rows)), ()
     if name == "act_backward_scatter":
         return (rows, h, relu, idx, table, idx[::-1].copy(), table[::-1].copy(), table[0].copy()), (4, 6, 7)
     if name == "softmax_xent_rows":

@@ -26,7 +26,7 @@ LAYOUT = {
     "analysis": ("fourier", "tabulate", "fits", "keysets", "svd", "ablate", "partial_sums", "progress",
                  "construct"),
     "reports": ("pipeline", "claims", "report", "plots"),
-    "scale": ("sweep", "sweep_results", "bench"),
+    "scale": ("sweep", "sweep_results", "bench", "bench_table"),
 }
 LAYER_OF = {module: layer for layer, modules in LAYOUT.items() for module in modules}
 

@@ -325,8 +325,13 @@ def bench(threads, repeats):
         raise TinymodError(f"--threads must be comma-separated integers, got {threads!r}") from None
     if not counts or min(counts) < 1:
         raise TinymodError("--threads must name positive thread counts")
+    import tempfile
     results = [b.run_worker(n, repeats) for n in counts]
-    click.echo(b.render(results, b.startup()))
+    best = min(results, key=lambda r: r["rows"]["float32"]["ours"]["step"])["rows"]["float32"]
+    with tempfile.TemporaryDirectory() as scratch:
+        waits = {"allocation": b.allocation_by_seq_len(), "best_row": best,
+                 "grok": b.time_to_grok(os.path.join(scratch, "default"))}
+    click.echo(b.render(results, b.startup(), waits))
 
 
 @main.command()

@@ -159,14 +159,18 @@ gather_add_act = register(gather_add_act_portable, fast=_gather_add_act_fast)
 
 # --- activation backward: dpre = dh * act'(pre), from h = act(pre) -------------------
 
-def act_backward_portable(dh, h, relu):
-    """Back through the activation, using only its output h: relu' = [h > 0], tanh' = 1 - h^2."""
+def act_backward_portable(dh, h, relu, out=None):
+    """Back through the activation, using only its output h: relu' = [h > 0], tanh' = 1 - h^2.
+    `out`, a buffer the numba path writes into (and returns), is ignored here."""
     xp = namespace(dh, h)
     return xp.where(h > 0, dh, xp.zeros_like(dh)) if relu else dh * (1 - h * h)
 
 
-def _act_backward(dh, h, relu):
-    out = np.empty_like(dh)
+def _act_backward_fast(dh, h, relu, out=None):
+    return compiled(_act_backward)(dh, h, relu, np.empty_like(dh) if out is None else out)
+
+
+def _act_backward(dh, h, relu, out):
     for i in range(dh.shape[0]):
         for j in range(dh.shape[1]):
             if relu:
@@ -176,7 +180,7 @@ def _act_backward(dh, h, relu):
     return out
 
 
-act_backward = register(act_backward_portable, _act_backward)
+act_backward = register(act_backward_portable, fast=_act_backward_fast)
 
 
 # --- the step-2 backward, fused: activation, bias and both table lookups -----------------

@@ -88,9 +88,10 @@ def _check_ids(ids, p, what):
         raise ValueError(f"{what} ids must lie in [0, {p}), got {int(xp.min(ids))}..{int(xp.max(ids))}")
 
 
-def _per_example(xp, a, b):
-    """a @ b, a (B, k) one row per example: by fixed blocks on NumPy (tinymod.blocks)."""
-    return blocks.matmul_rows(a, b) if xp is np else a @ b
+def _per_example(xp, a, b, out=None):
+    """a @ b, a (B, k) one row per example: by fixed blocks on NumPy (tinymod.blocks), into
+    `out` when given."""
+    return blocks.matmul_rows(a, b, out) if xp is np else a @ b
 
 
 def _over_examples(xp, a, b):
@@ -127,8 +128,8 @@ def weight_norms(params):
 
 class _Workspace(threading.local):
     """Per-thread buffers that `loss_and_grads` reuses from call to call (NumPy only), so a
-    warm two-token step allocates nothing B-sized (a step with T >= 3 still allocates its
-    middle steps' (B, H) states): no page faults from fresh arrays, from any plain call. Nothing in them escapes a call; `forward` never uses them."""
+    warm step allocates nothing B-sized for any T (each h_t, t >= 2, has its own buffer):
+    no page faults from fresh arrays, from any plain call. Nothing in them escapes a call; `forward` never uses them."""
 
     def __init__(self):
         self.buffers = {}
@@ -167,8 +168,10 @@ def _hidden(params, x, activation, xp, work=None):
         h = gather_add_act(A, x[:, 0], U, x[:, 1], b_h, relu, out)     # h_2 (B, H)
         hs.append(h)
         rows = arange(xp, x.shape[0], x)                                # 0..B-1
-        for t in range(2, T):
-            h = gather_add_act(_per_example(xp, h, W_hh.T), rows, U, x[:, t], b_h, relu)   # h_{t+1}
+        for t in range(2, T):                   # with `work`, every h_t has its buffer
+            hw = _per_example(xp, h, W_hh.T, work and work.get("hw", h.shape, h.dtype))     # (B, H)
+            out = work.get(f"h{t + 1}", h.shape, h.dtype) if work else None
+            h = gather_add_act(hw, rows, U, x[:, t], b_h, relu, out)                        # h_{t+1}
             hs.append(h)
     return h, Cache(x, H1, tuple(hs), relu)
 
@@ -206,20 +209,22 @@ def _backward(params, cache, dlogits, xp):
     return _backward_hidden(params, cache, dh, dW_out, db_out, xp)
 
 
-def _backward_hidden(params, cache, dh, dW_out, db_out, xp):
-    """The gradients below the readout, from dh = d loss / d h_T (B, H)."""
+def _backward_hidden(params, cache, dh, dW_out, db_out, xp, work=None):
+    """The gradients below the readout, from dh = d loss / d h_T (B, H). With `work` (and
+    dh one of its buffers), the steps t >= 3 write into its buffers: nothing B-sized is made."""
     x, H1, hs, relu = cache
     W_hh = params["W_hh"]
     T = x.shape[1]
     dU = xp.zeros_like(H1)                            # (p, H) d loss / d U, per residue
     db_h = xp.zeros_like(params["b_h"])
     dW_hh = xp.zeros_like(W_hh)
+    dpre_buffer = work.get("dpre", dh.shape, dh.dtype) if work and T >= 3 else None
     for t in range(T, 2, -1):                         # t = T .. 3, one row per example
-        dpre = act_backward(dh, hs[t], relu)          # back through the activation (B, H)
+        dpre = act_backward(dh, hs[t], relu, dpre_buffer)    # back through the activation (B, H)
         db_h += xp.sum(dpre, axis=0)                  # back through the bias
         scatter_add_rows(dU, x[:, t - 1], dpre)       # back through the lookup U[x_t]
         dW_hh += _over_examples(xp, dpre, hs[t - 1])  # back through h_{t-1} @ W_hh.T
-        dh = _per_example(xp, dpre, W_hh)             # (B, H)
+        dh = _per_example(xp, dpre, W_hh, dh if work else None)   # (B, H), over the old dh
     if T >= 2:
         # t = 2: back through the activation, the bias and both lookups (U[x_2], and
         # A[x_1] with A = H1 @ W_hh.T, h_1 being row x_1 of H1), summed per residue
@@ -272,7 +277,7 @@ def loss_and_grads(params, x, y, activation="relu"):
             return (total, *_readout_back(dlogits, h[lo:hi], W_out, dh[lo:hi]))
 
         total, dW_out, db_out = blocks.add_in_order(blocks.run(block, h.shape[0]))
-        return total * inv, _backward_hidden(params, cache, dh, dW_out, db_out, xp)
+        return total * inv, _backward_hidden(params, cache, dh, dW_out, db_out, xp, work)
 
 
 def evaluate(params, x, y, activation="relu", batch_size=None):

@@ -17,6 +17,7 @@ import timeit
 import numpy as np
 
 from tinymod.model import blocks, data, kernels, optim, rnn
+from tinymod.scale.bench_table import render
 
 
 def _median_ms(fn, repeats):
@@ -187,11 +188,11 @@ def time_jax(p, frac, width, dtype, repeats):
     return {"step": _median_ms(run, repeats), "compile_s": compile_s, "version": jax.__version__}
 
 
-def step_allocation_bytes(p, frac, width, dtype, steps=5):
+def step_allocation_bytes(p, frac, width, dtype, steps=5, seq_len=2):
     """The largest amount of memory a warm training step allocates beyond what it started
     with (tracemalloc's peak, which NumPy reports its buffers to), median over steps."""
     import tracemalloc
-    ds = data.make_dataset(p, 2, frac, 0)
+    ds = data.make_dataset(p, seq_len, frac, 0)
     x, y = ds.x_train, ds.y_train
     params = rnn.init_params(p, width, width, seed=0, dtype=dtype)
     opt = optim.AdamW(params)
@@ -307,56 +308,25 @@ def profile(dtype, repeats, p=113, frac=0.3, width=128):
     return {"step": step, "parts": parts}
 
 
-PEERS = {"torch": "PyTorch eager", "torch_compile": "torch.compile", "jax_jit": "JAX jit"}
+__all__ = ["render", "run_worker", "startup", "allocation_by_seq_len", "time_to_grok", "step_flops"]
+
+# batches like the issue's: T = 3 at p = 31 takes about 27,000 examples, T = 4 about 100,000
+ALLOCATION_CASES = {2: (113, 0.3), 3: (31, 0.9), 4: (31, 0.11)}
 
 
-def _peer_step(row, key):
-    entry = row.get(key)
-    return entry["step"] if entry and "step" in entry else None
+def allocation_by_seq_len(dtype="float32", width=128):
+    """{T: (examples, bytes a warm step allocates)} for T = 2, 3, 4."""
+    out = {}
+    for T, (p, frac) in ALLOCATION_CASES.items():
+        examples = round(frac * p ** T)
+        out[T] = (examples, step_allocation_bytes(p, frac, width, dtype, steps=3, seq_len=T))
+    return out
 
 
-def render(results, start):
-    """The benchmark as one markdown table plus the notes that go with it."""
-    best = min(results, key=lambda r: r["rows"]["float32"]["ours"]["step"])
-    lines = ["| threads | dtype | ours, plain call: step (ms) | ours by parts, timed again: forward / backward / "
-             "AdamW / step (ms) | PyTorch eager | torch.compile | JAX jit | ours (plain call) vs the "
-             "fastest peer | fraction of the matmul limit | bytes allocated per step |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        for dtype, row in r["rows"].items():
-            o = row["ours"]
-            ours = f"{o['forward']:.2f} / {o['backward']:.2f} / {o['optimizer']:.2f} / **{o['step']:.2f}**"
-            peers = {key: _peer_step(row, key) for key in PEERS}
-            cells = [f"{v:.2f}" if v else "not installed" for v in peers.values()]
-            measured = {PEERS[k]: v for k, v in peers.items() if v}
-            if measured:
-                name, fastest = min(measured.items(), key=lambda kv: kv[1])
-                ratio = f"{fastest / o['plain_step']:.1f}x ({name})"
-            else:
-                ratio = "-"
-            lines.append(f"| {r['threads']} | {dtype} | **{o['plain_step']:.2f}** | {ours} | {' | '.join(cells)} | "
-                         f"{ratio} | {100 * row['fraction_of_limit']:.0f}% | {o['allocated_bytes'] / 2**20:.1f} MiB |")
-    torch_version = next((row["torch"]["version"] for r in results for row in r["rows"].values()
-                          if row["torch"]), None)
-    jax_version = next((row["jax_jit"]["version"] for r in results for row in r["rows"].values()
-                        if row.get("jax_jit")), None)
-    errors = sorted({row["torch_compile"]["error"] for r in results for row in r["rows"].values()
-                     if row.get("torch_compile") and "error" in row["torch_compile"]})
-    lines += ["", f"PyTorch {torch_version or 'not installed'}, JAX {jax_version or 'not installed'} "
-                  f"(both optional: pip install '.[bench]'). Compile times are excluded."
-                  + (f" torch.compile failed: {'; '.join(errors)}" if errors else ""),
-              f"Matmul rate: {best['rows']['float32']['matmul_gflops']:.0f} GFLOP/s float32, "
-              f"{best['rows']['float64']['matmul_gflops']:.0f} float64 ({best['threads']} thread(s)); "
-              f"step: {best['rows']['float32']['step_gflop']:.3f} GFLOP of matmuls."]
-    lines += ["", f"Fastest for ours: {best['threads']} thread(s). Batch: "
-                  f"{best['rows']['float32']['ours']['batch']} pairs (full batch).",
-              "", f"Where our step's time goes ({best['threads']} thread(s), median ms):", "",
-              "| part | float32 | float64 |", "|---|---|---|"]
-    p32, p64 = (best["rows"][d]["profile"]["parts"] for d in ("float32", "float64"))
-    lines += [f"| {name} | {p32[name]:.2f} | {p64[name]:.2f} |" for name in p32]
-    lines += ["", f"Start-up: `tinymod --help` {start['help_s']:.2f} s (imports neither numba nor "
-                  f"matplotlib); numba compile on first use {start['numba_compile_s']:.2f} s with an "
-                  f"empty cache, {start['numba_cached_s']:.2f} s from the cache. First step of the "
-                  f"float32 benchmark (compiled kernels loaded): "
-                  f"{best['rows']['float32']['ours']['first_call_s']:.2f} s."]
-    return "\n".join(lines)
+def time_to_grok(folder, seed=0):
+    """Seconds and steps to 99% test accuracy for `default` (our loop, as `tinymod train`
+    runs it, stopped there), trained into `folder`."""
+    from tinymod.training import config, train
+    summary = train.run(config.preset("default").replace(seed=seed, stop_at=0.99, snapshot_every=0), folder)
+    return {"grok_step": summary["grok_step"], "grok_seconds": summary["grok_seconds"],
+            "seconds": summary["seconds"]}

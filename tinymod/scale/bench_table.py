@@ -1,0 +1,79 @@
+"""`make bench`'s tables, rendered from what tinymod.scale.bench measured."""
+
+
+PEERS = {"torch": "PyTorch eager", "torch_compile": "torch.compile", "jax_jit": "JAX jit"}
+
+
+def _peer_step(row, key):
+    entry = row.get(key)
+    return entry["step"] if entry and "step" in entry else None
+
+
+def render(results, start, waits=None):
+    """The benchmark as one markdown table plus the notes that go with it; `waits` adds the
+    bytes a warm step allocates by T and the wait for grokking."""
+    best = min(results, key=lambda r: r["rows"]["float32"]["ours"]["step"])
+    lines = ["| threads | dtype | ours, plain call: step (ms) | ours by parts, timed again: forward / backward / "
+             "AdamW / step (ms) | PyTorch eager | torch.compile | JAX jit | ours (plain call) vs the "
+             "fastest peer | fraction of the matmul limit | bytes allocated per step |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        for dtype, row in r["rows"].items():
+            o = row["ours"]
+            ours = f"{o['forward']:.2f} / {o['backward']:.2f} / {o['optimizer']:.2f} / **{o['step']:.2f}**"
+            peers = {key: _peer_step(row, key) for key in PEERS}
+            cells = [f"{v:.2f}" if v else "not installed" for v in peers.values()]
+            measured = {PEERS[k]: v for k, v in peers.items() if v}
+            if measured:
+                name, fastest = min(measured.items(), key=lambda kv: kv[1])
+                ratio = f"{fastest / o['plain_step']:.1f}x ({name})"
+            else:
+                ratio = "-"
+            lines.append(f"| {r['threads']} | {dtype} | **{o['plain_step']:.2f}** | {ours} | {' | '.join(cells)} | "
+                         f"{ratio} | {100 * row['fraction_of_limit']:.0f}% | {o['allocated_bytes'] / 2**20:.1f} MiB |")
+    torch_version = next((row["torch"]["version"] for r in results for row in r["rows"].values()
+                          if row["torch"]), None)
+    jax_version = next((row["jax_jit"]["version"] for r in results for row in r["rows"].values()
+                        if row.get("jax_jit")), None)
+    errors = sorted({row["torch_compile"]["error"] for r in results for row in r["rows"].values()
+                     if row.get("torch_compile") and "error" in row["torch_compile"]})
+    lines += ["", f"PyTorch {torch_version or 'not installed'}, JAX {jax_version or 'not installed'} "
+                  f"(both optional: pip install '.[bench]'). Compile times are excluded."
+                  + (f" torch.compile failed: {'; '.join(errors)}" if errors else ""),
+              f"Matmul rate: {best['rows']['float32']['matmul_gflops']:.0f} GFLOP/s float32, "
+              f"{best['rows']['float64']['matmul_gflops']:.0f} float64 ({best['threads']} thread(s)); "
+              f"step: {best['rows']['float32']['step_gflop']:.3f} GFLOP of matmuls."]
+    lines += ["", f"Fastest for ours: {best['threads']} thread(s). Batch: "
+                  f"{best['rows']['float32']['ours']['batch']} pairs (full batch).",
+              "", f"Where our step's time goes ({best['threads']} thread(s), median ms):", "",
+              "| part | float32 | float64 |", "|---|---|---|"]
+    p32, p64 = (best["rows"][d]["profile"]["parts"] for d in ("float32", "float64"))
+    lines += [f"| {name} | {p32[name]:.2f} | {p64[name]:.2f} |" for name in p32]
+    lines += waits_lines(waits)
+    lines += ["", f"Start-up: `tinymod --help` {start['help_s']:.2f} s (imports neither numba nor "
+                  f"matplotlib); numba compile on first use {start['numba_compile_s']:.2f} s with an "
+                  f"empty cache, {start['numba_cached_s']:.2f} s from the cache. First step of the "
+                  f"float32 benchmark (compiled kernels loaded): "
+                  f"{best['rows']['float32']['ours']['first_call_s']:.2f} s."]
+    return "\n".join(lines)
+
+
+def waits_lines(waits):
+    """Markdown: bytes per warm step for each T, and seconds to grok (ours measured; a peer's
+    projected as the same number of steps at its median step time)."""
+    if not waits:
+        return []
+    lines = ["", "Bytes a warm float32 step allocates (tracemalloc's peak, median of 3 steps):", "",
+             "| T | examples | allocated |", "|---|---|---|"]
+    lines += [f"| {T} | {n:,} | {b / 2**20:.2f} MiB |" for T, (n, b) in waits["allocation"].items()]
+    grok, best = waits["grok"], waits["best_row"]
+    lines += ["", f"Time to grok, `default` seed 0 (test accuracy first at 99%): ours "
+                  f"{grok['grok_seconds']:.1f} s at step {grok['grok_step']:,} (the whole run, stopped there, "
+                  f"{grok['seconds']:.1f} s)."]
+    for key, name in PEERS.items():
+        step = _peer_step(best, key) if best else None
+        steps = grok["grok_step"] or 0
+        lines.append(f"{name}: " + ("not installed." if not step else
+                                    f"{steps * step / 1e3:.1f} s projected ({steps:,} steps at its median "
+                                    f"{step:.2f} ms; evaluation not counted)."))
+    return lines
