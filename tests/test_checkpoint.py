@@ -84,7 +84,7 @@ def test_missing_truncated_garbage_and_pickled_files(tmp_path):
         content = {k: npz[k] for k in npz.files}
     content["E"] = np.array([object()], dtype=object)
     np.savez(pickled, **content)
-    with pytest.raises(TinymodError, match="truncated or corrupt|Object arrays"):
+    with pytest.raises(TinymodError, match="E holds Python objects; checkpoints hold numbers only"):
         checkpoint.load(pickled)
 
 

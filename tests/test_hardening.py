@@ -208,3 +208,24 @@ def test_a_checkpoint_of_another_model_is_refused_before_its_arrays_are_read(tmp
     with pytest.raises(Exception, match="made with d_hidden = 14000"):
         checkpoint.load(run / runs.CHECKPOINTS / "step_0000030.npz", expect=checkpoint.identity(config))
     assert read == ["config"]
+
+
+def test_a_checkpoint_error_keeps_its_own_message(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("--steps", 20, "--out", run).exit_code == 0
+    from tinymod.training import checkpoint
+    with pytest.raises(Exception) as refused:
+        checkpoint.load(run / runs.CHECKPOINTS / "step_0000020.npz", expect={"seed": 3})
+    assert str(refused.value).startswith(f"{run / runs.CHECKPOINTS / 'step_0000020.npz'} was made with seed = 0")
+    assert "truncated or corrupt" not in str(refused.value)
+
+
+def test_resuming_a_run_that_stopped_at_its_bar_trains_no_further(tmp_path):
+    from tinymod.training import checkpoint
+    run = tmp_path / "run"
+    assert invoke("--steps", 400, "--stop-at", 0.05, "--out", run).exit_code == 0
+    stopped = checkpoint.load(run / runs.MODEL)[1]["step"]
+    assert stopped < 400
+    (run / runs.MODEL).unlink()
+    assert invoke("--steps", 400, "--stop-at", 0.05, "--out", run, "--resume").exit_code == 0
+    assert checkpoint.load(run / runs.MODEL)[1]["step"] == stopped

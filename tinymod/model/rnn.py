@@ -127,9 +127,9 @@ def weight_norms(params):
 
 
 class _Workspace(threading.local):
-    """Per-thread buffers that `loss_and_grads` reuses from call to call (NumPy only), so a
-    warm step allocates nothing B-sized for any T (each h_t, t >= 2, has its own buffer):
-    no page faults from fresh arrays, from any plain call. Nothing in them escapes a call; `forward` never uses them."""
+    """Per-thread buffers that `loss_and_grads` reuses from call to call (NumPy with numba),
+    so a warm step with T >= 2 allocates no (B, H) array (each h_t has its own buffer; (B,)
+    index vectors remain): no page faults from fresh arrays, from any plain call. Nothing in them escapes a call; `forward` never uses them."""
 
     def __init__(self):
         self.buffers = {}

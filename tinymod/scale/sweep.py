@@ -13,6 +13,7 @@ for any thread count (tinymod.blocks), so a sweep's model.npz is the one `tinymo
 --threads 1` writes.
 """
 import itertools
+import json
 import math
 import os
 import re
@@ -121,7 +122,7 @@ def _task(name, settings, folder, report):
                      train_acc=summary["train_acc"], test_acc=summary["test_acc"], test_loss=summary["test_loss"])
         if report:
             params, saved, _ = checkpoint.load(folder / runs.MODEL)
-            if not (folder / runs.REPORT_MD).is_file() or not (folder / runs.FOURIER_JSON).is_file():
+            if not _current_analyses(folder):
                 run_report(params, saved, folder, summary)
             entry.update(_analysis(folder))
     except Exception as e:      # the run's own failure is a result; the sweep goes on
@@ -148,6 +149,15 @@ def run_config(folder, config):
     return saved
 
 
+def _current_analyses(folder):
+    """report.md and a fourier.json of this tinymod's format (an older one lacks key_sets)."""
+    try:
+        return (folder / runs.REPORT_MD).is_file() and \
+            "key_sets" in json.loads((folder / runs.FOURIER_JSON).read_text())
+    except (OSError, ValueError):
+        return False
+
+
 def _valid_model(path):
     """model.npz is there and whole (else the run is finished again from its newest checkpoint)."""
     from tinymod.training import checkpoint
@@ -159,7 +169,6 @@ def _valid_model(path):
 
 def _analysis(folder):
     """The numbers of a run's report that the sweep compares across runs."""
-    import json
     from tinymod.reports.claims import claims
     read = lambda name: json.loads((folder / name).read_text())
     fourier, svd, ablation = read(runs.FOURIER_JSON), read(runs.SVD_JSON)["matrices"], read(runs.ABLATION_JSON)
@@ -203,7 +212,7 @@ def _connect(address):
             result["error"] = e
     thread = threading.Thread(target=connect, daemon=True)   # a hung handshake cannot hold the exit
     thread.start()
-    thread.join(CONNECT_SECONDS + 5)
+    thread.join(CONNECT_SECONDS + 1)
     if "client" in result:
         return result["client"]
     why = str(result.get("error") or f"no answer in {CONNECT_SECONDS} s").splitlines()[0][:200]

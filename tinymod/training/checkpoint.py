@@ -87,6 +87,8 @@ def load(path, expect=None):
             _check_belongs(config, expect or {}, path)
             _check_headers(headers, config, where)
             arrays = {key: _member(zf, key) for key in headers}
+    except TinymodError:                    # already precise (it is a ValueError too)
+        raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
         raise TinymodError(f"{path} is not a readable checkpoint (truncated or corrupt, or not "
                            f"an .npz file): {_plain(e)}") from None
@@ -166,6 +168,8 @@ def _read_config(array, where):
         config = json.loads(str(array))
     except ValueError as e:
         raise TinymodError(f"{where}: 'config' is not valid JSON: {e}") from None
+    except RecursionError:
+        raise TinymodError(f"{where}: 'config' nests too deeply to be a config") from None
     if not isinstance(config, dict):
         raise TinymodError(f"{where}: 'config' must be a JSON object")
     missing = [k for k in REQUIRED_CONFIG if k not in config]
@@ -223,6 +227,8 @@ def _read_opt_state(arrays, params, where):
     for name in filtered:
         key = f"opt_gf_{name}"
         state[f"gf_{name}"] = _checked(arrays[key], key, params[name].shape, where)
+        if arrays[key].dtype != dtype:
+            raise TinymodError(f"{where}: {key} has dtype {arrays[key].dtype}, expected {dtype}")
     return state
 
 

@@ -124,12 +124,15 @@ def check_folder(out):
 
 def open_folder(out):
     """Create the folder, take its lock, make the subfolders; returns the held RunLock."""
+    lock = None
     try:
         out.mkdir(parents=True, exist_ok=True)
         lock = RunLock(out).acquire()
         (out / CHECKPOINTS).mkdir(exist_ok=True)
         (out / SNAPSHOTS).mkdir(exist_ok=True)
     except OSError as e:
+        if lock is not None:
+            lock.release()                  # a failed start never keeps the folder locked
         raise TinymodError(f"cannot write to {out}: {e.strerror or e}") from None
     return lock
 
@@ -356,8 +359,12 @@ class RunLock:
             os.close(fd)
             raise TinymodError(f"{self.path.parent} is being {self.doing} by {owner}; "
                                f"wait for it to finish or stop it first") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"process {os.getpid()} ({' '.join(sys.argv)[:200]})\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"process {os.getpid()} ({' '.join(sys.argv)[:200]})\n".encode(), 0)
+        except OSError:
+            os.close(fd)                    # closing drops the flock
+            raise
         self.fd = fd
         return self
 

@@ -105,7 +105,8 @@ def _restore(out, config, xp, like):
     """Fresh parameters and optimiser, or those of the newest valid checkpoint after
     checking it against the run: settings, dtype and the optimiser's state and step."""
     fresh = _fresh(config, xp, like)
-    latest, failed = runs.newest_checkpoint(out, lambda path: checkpoint.load(path)[1]["step"])
+    identity = checkpoint.identity(config.to_dict())
+    latest, failed = runs.newest_checkpoint(out, lambda path: checkpoint.load(path, expect=identity)[1]["step"])
     if failed:
         bad, reason = failed[0]
         offer = (f"the newest valid checkpoint is {latest.name}: move {bad.name} aside to resume from it"
@@ -113,7 +114,7 @@ def _restore(out, config, xp, like):
         raise TinymodError(f"{bad} cannot be resumed from ({reason}); {offer}")
     if latest is None:
         return fresh
-    saved_params, saved, opt_state = checkpoint.load(latest, expect=checkpoint.identity(config.to_dict()))
+    saved_params, saved, opt_state = checkpoint.load(latest, expect=identity)
     for name in MATCHING:                     # the settings every checkpoint has
         if saved.get(name) != getattr(config, name):
             raise TinymodError(f"{latest} was made with {name} = {saved.get(name)!r}, but the run has "
@@ -213,7 +214,9 @@ def _loop(config, out, ds, host, state, progress):
             t0 = time.perf_counter() - seconds
             if progress:
                 progress.start(step, config.steps, rows[-1])
-            while step < config.steps:
+            if config.stop_at is not None and rows[-1]["step"] == step and rows[-1]["test_acc"] >= config.stop_at:
+                stopped = "stop_at"            # resumed at the step where the run stopped
+            while step < config.steps and stopped == "steps":
                 step += 1
                 x, y = _batch(ds, (host.x_train, host.y_train), config, step)
                 loss, grads = rnn.loss_and_grads(params, x, y, config.activation)
