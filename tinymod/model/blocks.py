@@ -72,22 +72,34 @@ def single_threaded_blas():
 
 def run(fn, n):
     """[fn(start, stop) for each block of n examples], in block order, on the pool."""
+    return list(run_in_order(fn, n))
+
+
+def run_in_order(fn, n):
+    """fn(start, stop) for each block of n examples, on the pool, yielded in block order as
+    they are consumed (a consumer that reduces as it goes keeps few results alive)."""
     global _pool, _pool_size
     blocks = ranges(n)
     workers = min(threads(), len(blocks))
     if workers <= 1:
-        return [fn(lo, hi) for lo, hi in blocks]
+        return (fn(lo, hi) for lo, hi in blocks)
     if _pool_size < workers:
         _pool, _pool_size = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tinymod-block"), workers
-    return list(_pool.map(lambda block: fn(*block), blocks))
+    return _pool.map(lambda block: fn(*block), blocks)
 
 
 def add_in_order(parts):
-    """Per-block tuples of partial results, added in block order: the fixed arithmetic of
-    every reduction over blocks."""
-    total = list(parts[0])
-    for part in parts[1:]:
-        total = [a + b for a, b in zip(total, part)]
+    """Per-block tuples of partial results, added in block order as they come: the fixed
+    arithmetic of every reduction over blocks. `parts` may be run_in_order's stream, so
+    only the running total is kept (a block's arrays are its own, added into in place)."""
+    parts = iter(parts)
+    total = list(next(parts))
+    for part in parts:
+        for i, value in enumerate(part):
+            if isinstance(total[i], np.ndarray):
+                total[i] += value
+            else:
+                total[i] = total[i] + value
     return total
 
 
@@ -104,5 +116,12 @@ def matmul_rows(a, b, out=None):
 
 def matmul_sum(a_t, b):
     """a_t.T @ b for a_t (n, m) and b (n, k), a sum over the n examples: one partial
-    product per block, added in block order."""
-    return add_in_order(run(lambda lo, hi: (a_t[lo:hi].T @ b[lo:hi],), a_t.shape[0]))[0]
+    product per block, added in block order as the blocks arrive (the same bits as
+    add_in_order, without keeping every block's partial)."""
+    total = None
+    for part in run_in_order(lambda lo, hi: a_t[lo:hi].T @ b[lo:hi], a_t.shape[0]):
+        if total is None:
+            total = part
+        else:
+            total += part
+    return total

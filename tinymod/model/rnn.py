@@ -88,6 +88,16 @@ def _check_ids(ids, p, what):
         raise ValueError(f"{what} ids must lie in [0, {p}), got {int(xp.min(ids))}..{int(xp.max(ids))}")
 
 
+def _rows(xp, x, work):
+    """0..B-1 as example indices: from the workspace when there is one (made once per B)."""
+    if not work:
+        return arange(xp, x.shape[0], x)
+    key = ("rows", x.shape[0])
+    if key not in work.rows:
+        work.rows[key] = arange(xp, x.shape[0], x)
+    return work.rows[key]
+
+
 def _per_example(xp, a, b, out=None):
     """a @ b, a (B, k) one row per example: by fixed blocks on NumPy (tinymod.blocks), into
     `out` when given."""
@@ -132,7 +142,7 @@ class _Workspace(threading.local):
     index vectors remain): no page faults from fresh arrays, from any plain call. Nothing in them escapes a call; `forward` never uses them."""
 
     def __init__(self):
-        self.buffers = {}
+        self.buffers, self.rows = {}, {}
 
     def get(self, name, shape, dtype):
         key = (name, shape, str(dtype))
@@ -167,7 +177,7 @@ def _hidden(params, x, activation, xp, work=None):
         out = work.get("h", (x.shape[0], W_hh.shape[0]), A.dtype) if work else None
         h = gather_add_act(A, x[:, 0], U, x[:, 1], b_h, relu, out)     # h_2 (B, H)
         hs.append(h)
-        rows = arange(xp, x.shape[0], x)                                # 0..B-1
+        rows = _rows(xp, x, work)                                       # 0..B-1
         for t in range(2, T):                   # with `work`, every h_t has its buffer
             hw = _per_example(xp, h, W_hh.T, work and work.get("hw", h.shape, h.dtype))     # (B, H)
             out = work.get(f"h{t + 1}", h.shape, h.dtype) if work else None
@@ -200,7 +210,7 @@ def _backward(params, cache, dlogits, xp):
     h_T, W_out = _h_T(cache, xp), params["W_out"]
     if xp is np:
         dh = np.empty_like(h_T)                       # (B, H) the dh_next carry
-        dW_out, db_out = blocks.add_in_order(blocks.run(
+        dW_out, db_out = blocks.add_in_order(blocks.run_in_order(
             lambda lo, hi: _readout_back(dlogits[lo:hi], h_T[lo:hi], W_out, dh[lo:hi]), h_T.shape[0]))
     else:
         dW_out = dlogits.T @ h_T                      # (p, H)
@@ -276,7 +286,7 @@ def loss_and_grads(params, x, y, activation="relu"):
             total, dlogits = softmax_xent_rows(logits, y[lo:hi], inv, (logits, zy_all[lo:hi]))
             return (total, *_readout_back(dlogits, h[lo:hi], W_out, dh[lo:hi]))
 
-        total, dW_out, db_out = blocks.add_in_order(blocks.run(block, h.shape[0]))
+        total, dW_out, db_out = blocks.add_in_order(blocks.run_in_order(block, h.shape[0]))
         return total * inv, _backward_hidden(params, cache, dh, dW_out, db_out, xp, work)
 
 
