@@ -42,6 +42,12 @@ def test_flat_names_are_the_layered_modules(layer, modules_):
         assert (PACKAGE / layer / f"{name}.py").is_file()
 
 
+def test_a_renamed_module_still_imports_by_its_old_name():
+    from tinymod import rank
+    from tinymod.analysis import svd
+    assert rank is svd and importlib.import_module("tinymod.rank") is svd
+
+
 def test_data_flows_one_way_through_the_layers():
     upward = []
     for path in modules():

@@ -29,6 +29,7 @@ LAYOUT = {
     "scale": ("sweep", "sweep_results", "bench", "bench_table"),
 }
 LAYER_OF = {module: layer for layer, modules in LAYOUT.items() for module in modules}
+RENAMED = {"rank": "svd"}          # older flat names of renamed modules
 
 
 class _FlatNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -37,12 +38,12 @@ class _FlatNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def find_spec(self, name, path=None, target=None):
         package, _, module = name.partition(".")
-        if package == __name__ and module in LAYER_OF:
+        if package == __name__ and RENAMED.get(module, module) in LAYER_OF:
             return importlib.util.spec_from_loader(name, self)
         return None
 
     def create_module(self, spec):
-        module = spec.name.partition(".")[2]
+        module = RENAMED.get(spec.name.partition(".")[2], spec.name.partition(".")[2])
         return importlib.import_module(f"{__name__}.{LAYER_OF[module]}.{module}")
 
     def exec_module(self, module):

@@ -95,15 +95,20 @@ def sum_projection(logits, freqs):
     G(s, c), the sum of L over the tuples with that s, and its DFT over s: with N = p**T
     tuples, P_k L = (2/N) Re(F_k e^{i w_k s}), F_k = sum_s G(s) e^{-i w_k s} (weight 1, not 2,
     at the Nyquist frequency), which is irfft over the kept frequencies, over N / p."""
-    p, T = logits.shape[-1], logits.ndim - 1
-    L = logits.reshape(-1, p)                                      # (N, p)
-    sums = grid_sums(T, p)
-    G = np.zeros((p, p))                                           # (s, c)
-    np.add.at(G, sums, L)
+    p, G = logits.shape[-1], sum_table(logits)                     # (s, c)
     F = np.fft.rfft(G, axis=0)                                     # (K+1, c)
     mask = np.zeros(F.shape[0])
     mask[[k for k in freqs if 1 <= k <= p // 2]] = 1.0
-    return np.fft.irfft(F * mask[:, None], n=p, axis=0) / (L.shape[0] / p)   # (s, c)
+    return np.fft.irfft(F * mask[:, None], n=p, axis=0) / (logits.size / p ** 2)   # (s, c)
+
+
+def sum_table(logits):
+    """G (p, p) over (s, c): the sum of each answer's logits over the tuples whose tokens sum
+    to s mod p (N / p tuples each), logits a grid (p,)*T + (p,)."""
+    p, T = logits.shape[-1], logits.ndim - 1
+    G = np.zeros((p, p))
+    np.add.at(G, grid_sums(T, p), logits.reshape(-1, p))
+    return G
 
 
 def restricted_and_excluded(logits, freqs):
@@ -138,11 +143,8 @@ def logit_energy(logits):
     Pi_k l depends on a tuple only through s, so it is the projection of G(s, c) / m, the
     mean of l over the m = N / p tuples with that s, and its energy over the tuples is
     m * ||P_k G / m||^2 = spectrum(G)_k / m."""
-    p, T = logits.shape[-1], logits.ndim - 1
-    L = logits.reshape(-1, p)                                      # (N, p)
-    G = np.zeros((p, p))                                           # (s, c)
-    np.add.at(G, grid_sums(T, p), L)
-    return spectrum(G, axis=0) / (L.shape[0] / p)
+    p = logits.shape[-1]
+    return spectrum(sum_table(logits), axis=0) / (logits.size / p ** 2)      # m = N / p
 
 
 def strength_order(energy):
