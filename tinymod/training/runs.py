@@ -75,12 +75,14 @@ def analysis_folder(model_path):
 
 
 def blas_kernels(folder):
-    """The BLAS kernels the run in `folder` trained with, as its config.json records them
-    ("openblas Haswell"), or None."""
+    """The BLAS kernels the run trained with, as its config.json records them ("openblas
+    Haswell"), or None. `folder` is the run, or a checkpoint's analysis folder inside it
+    (checkpoints/step_0001000/)."""
+    config = next((f / CONFIG for f in (Path(folder), Path(folder).parent.parent) if (f / CONFIG).is_file()), None)
     try:
-        blas = json.loads((Path(folder) / CONFIG).read_text()).get("blas") or []
+        blas = json.loads(config.read_text()).get("blas") or []
         return ", ".join(f"{b['internal_api']} {b.get('architecture') or ''}".strip() for b in blas) or None
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):     # no config: AttributeError
         return None
 
 
