@@ -16,7 +16,7 @@ import numpy as np
 
 from tinymod.analysis import fourier
 from tinymod.model.backend import to_numpy
-from tinymod.model.data import all_tuples
+from tinymod.model.data import all_tuples, grid_sums
 
 
 WELL_EXPLAINED = 0.85     # a unit is well explained when this much of its variance is
@@ -62,7 +62,7 @@ def fit_logits(logits, key):
     p, T = logits.shape[-1], logits.ndim - 1
     L = logits.reshape(-1, p)
     L = L - L.mean(axis=1, keepdims=True)                          # (N, p)
-    sums = all_tuples(p, T).sum(axis=1) % p                                         # (N,)
+    sums = grid_sums(T, p)                                         # (N,)
     fit = np.broadcast_to(L.mean(axis=0), L.shape).copy()          # the c-only part
     s = (sums[:, None] - np.arange(p)[None, :]) % p                # (N, p) s - c
     G = np.bincount(s.ravel(), weights=(L - fit).ravel(), minlength=p)   # sums per s - c
@@ -99,13 +99,8 @@ def fit_hidden(hidden, key):
     angles = list(tokens.T) + [tokens.sum(axis=1)]                 # each token, and the sum
     if T == 2:
         angles.append(tokens[:, 0] - tokens[:, 1])                 # a - b
-    X = fourier.design(angles, key, p)                                     # (N, F)
     Y = hidden.reshape(-1, H)
-    coef, *_ = np.linalg.lstsq(X, Y, rcond=None)
-    fit = X @ coef
-    variance = np.sum((Y - Y.mean(axis=0)) ** 2, axis=0)           # (H,) per unit, centred
-    residual = np.sum((Y - fit) ** 2, axis=0)                      # (H,)
-    alive = variance > 1e-12 * max(float(variance.max()), 1e-300)
+    fit, residual, variance, alive = _least_squares(Y, fourier.design(angles, key, p))
     r2 = np.where(alive, 1 - residual / np.where(alive, variance, 1.0), 0.0)
     well = int(np.sum(alive & (r2 >= WELL_EXPLAINED)))
     return {"relative_error": relative_error(Y, fit), "fvu": fvu(Y, fit, axis=0),
@@ -113,12 +108,20 @@ def fit_hidden(hidden, key):
             "share_well_explained": well / max(int(alive.sum()), 1)}
 
 
+def _least_squares(Y, X):
+    """The least-squares fit of every column of Y (N, U) on X (N, F), each column's residual
+    and centred sums of squares (U,), and which columns vary at all (live)."""
+    coef, *_ = np.linalg.lstsq(X, Y, rcond=None)
+    fit = X @ coef
+    residual = np.sum((Y - fit) ** 2, axis=0)                       # (U,)
+    variance = np.sum((Y - Y.mean(axis=0)) ** 2, axis=0)            # (U,) centred per unit
+    live = variance > 1e-12 * max(float(variance.max()), 1e-300)
+    return fit, residual, variance, live
+
+
 def score(Y, X):
     """Least-squares fit of every column of Y (N, U) on X (N, F): FVU pooled and per unit."""
-    coef, *_ = np.linalg.lstsq(X, Y, rcond=None)
-    residual = np.sum((Y - X @ coef) ** 2, axis=0)                  # (U,)
-    variance = np.sum((Y - Y.mean(axis=0)) ** 2, axis=0)            # (U,)
-    live = variance > 1e-12 * max(float(variance.max()), 1e-300)
+    _, residual, variance, live = _least_squares(Y, X)
     total = float(variance[live].sum())
     pooled = float(residual[live].sum() / total) if total > 0 else float("nan")
     unit = residual[live] / variance[live]

@@ -210,10 +210,15 @@ def functional_size(score, order, level=LEVEL):
     return len(order)
 
 
-def curve(logits, energy, order, score, ratios, size, split):
-    """KEY_CURVE_RULE's rows for prefixes 1..size."""
+def cumulative_shares(energy, order):
+    """The cumulative share of the logit energy (k >= 1) along `order`; None when there is none."""
     total = float(np.sum(energy[1:]))
-    cumulative = np.cumsum([energy[k] for k in order]) / total if total > 0 else np.zeros(len(order))
+    return np.cumsum([energy[k] for k in order]) / total if total > 0 else None
+
+
+def curve(logits, cumulative, order, score, ratios, size, split):
+    """KEY_CURVE_RULE's rows for prefixes 1..size (`cumulative`: cumulative_shares)."""
+    cumulative = np.zeros(len(order)) if cumulative is None else cumulative
     rows = []
     for n in range(1, size + 1):
         kept = score.keep(order[:n])
@@ -224,10 +229,8 @@ def curve(logits, energy, order, score, ratios, size, split):
     return rows
 
 
-def curve_length(energy, order, in_use_size, functional):
-    total = float(np.sum(energy[1:]))
-    shares = np.cumsum([energy[k] for k in order]) / total if total > 0 else np.ones(len(order))
-    reach = int(np.searchsorted(shares, CURVE_SHARE - 1e-12) + 1)
+def curve_length(cumulative, order, in_use_size, functional):
+    reach = 1 if cumulative is None else int(np.searchsorted(cumulative, CURVE_SHARE - 1e-12) + 1)
     return min(len(order), max(reach, in_use_size + 3, functional))
 
 
@@ -246,6 +249,7 @@ def analyze(params, activation, seq_len, logits, spectral, spectral_rule, split)
     set with its rule, `split` the run's (train, test) tuples."""
     energy = logit_energy(logits)
     order = strength_order(energy)
+    cumulative = cumulative_shares(energy, order)
     score = Scorer(params, activation, seq_len)
     ratios = removal_ratios(score)
     used = in_use(ratios)
@@ -270,6 +274,6 @@ def analyze(params, activation, seq_len, logits, spectral, spectral_rule, split)
                        "factor": FACTOR},
         },
         "key_curve_rule": KEY_CURVE_RULE,
-        "key_curve": curve(logits, energy, order, score, ratios,
-                           curve_length(energy, order, len(used), len(functional)), split),
+        "key_curve": curve(logits, cumulative, order, score, ratios,
+                           curve_length(cumulative, order, len(used), len(functional)), split),
     }

@@ -110,7 +110,8 @@ def _task(name, settings, folder, report):
     try:
         config = run_config(folder, config_for(settings))
         entry["settings"] = config.to_dict()          # what the run is (or was) trained with
-        finished = _valid_model(folder / runs.MODEL)
+        model = _whole_model(folder / runs.MODEL)
+        finished = model is not None
         if finished:
             rows = runs.read_metrics(folder / runs.METRICS, warn=False)
             summary = train.summarize(rows, folder)
@@ -121,7 +122,7 @@ def _task(name, settings, folder, report):
                      grok_seconds=summary["grok_seconds"], step=summary["step"],
                      train_acc=summary["train_acc"], test_acc=summary["test_acc"], test_loss=summary["test_loss"])
         if report:
-            params, saved, _ = checkpoint.load(folder / runs.MODEL)
+            params, saved, _ = model or checkpoint.load(folder / runs.MODEL)
             if not _current_analyses(folder):
                 run_report(params, saved, folder, summary)
             entry.update(_analysis(folder))
@@ -158,13 +159,14 @@ def _current_analyses(folder):
         return False
 
 
-def _valid_model(path):
-    """model.npz is there and whole (else the run is finished again from its newest checkpoint)."""
+def _whole_model(path):
+    """model.npz loaded when it is there and whole; None, and the run is finished again from
+    its newest checkpoint."""
     from tinymod.training import checkpoint
     try:
-        return path.is_file() and checkpoint.load(path) is not None
+        return checkpoint.load(path) if path.is_file() else None
     except TinymodError:
-        return False
+        return None
 
 
 def _analysis(folder):
@@ -246,25 +248,29 @@ def run(grid_path, out, workers=None, scheduler=None, report=True, axes=None, ec
     cores = os.cpu_count() or 1
     if workers is not None and workers > cores:
         raise TinymodError(f"--workers is at most the number of cores, {cores}; got {workers}")
-    if scheduler:
-        check_scheduler(scheduler)
     client, cluster = _client(min(workers or cores, len(combos)), scheduler)
     try:
-        if out.is_dir():
-            runs.refuse_links(out)
-        out.mkdir(parents=True, exist_ok=True)
-        lock = runs.RunLock(out, doing="swept").acquire()
-    except (OSError, TinymodError) as e:
+        lock = _lock_folder(out)
+    except TinymodError:
         client.close()
         if cluster is not None:
             cluster.close()
-        if isinstance(e, TinymodError):
-            raise
-        raise TinymodError(f"cannot write to {out}: {e.strerror or e}") from None
+        raise
     try:
         return _run_tasks(client, cluster, combos, out, report, axes, echo)
     finally:
         lock.release()
+
+
+def _lock_folder(out):
+    """Make the sweep folder (refusing links where its lock goes) and lock it for this sweep."""
+    try:
+        if out.is_dir():
+            runs.refuse_links(out)
+        out.mkdir(parents=True, exist_ok=True)
+        return runs.RunLock(out, doing="swept").acquire()
+    except OSError as e:
+        raise TinymodError(f"cannot write to {out}: {e.strerror or e}") from None
 
 
 def _run_tasks(client, cluster, combos, out, report, axes, echo):

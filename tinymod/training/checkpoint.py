@@ -211,24 +211,20 @@ def _read_opt_state(arrays, params, where):
     state = {"t": arrays.get("opt_t")}
     if state["t"] is None or state["t"].ndim != 0 or state["t"].dtype.kind not in "iu":
         raise TinymodError(f"{where}: optimiser state lacks a scalar integer opt_t")
-    dtype = params["E"].dtype
+
+    def like_param(key, name):            # a moment: the parameter's shape and dtype
+        array = _checked(arrays[key], key, params[name].shape, where)
+        if array.dtype != params[name].dtype:
+            raise TinymodError(f"{where}: {key} has dtype {array.dtype}, expected {params[name].dtype}")
+        return array
+
+    filtered = any(f"opt_gf_{name}" in arrays for name in PARAM_NAMES)     # the filter's state is all or none
     for name in PARAM_NAMES:
-        for moment in ("m", "v"):
+        for moment in ("m", "v", "gf") if filtered else ("m", "v"):
             key = f"opt_{moment}_{name}"
             if key not in arrays:
                 raise TinymodError(f"{where}: optimiser state lacks {key}")
-            state[f"{moment}_{name}"] = _checked(arrays[key], key, params[name].shape, where)
-            if arrays[key].dtype != dtype:
-                raise TinymodError(f"{where}: {key} has dtype {arrays[key].dtype}, expected {dtype}")
-    filtered = [name for name in PARAM_NAMES if f"opt_gf_{name}" in arrays]
-    if filtered and len(filtered) != len(PARAM_NAMES):
-        raise TinymodError(f"{where}: the gradient filter's state lacks opt_gf_"
-                           f"{next(n for n in PARAM_NAMES if n not in filtered)}")
-    for name in filtered:
-        key = f"opt_gf_{name}"
-        state[f"gf_{name}"] = _checked(arrays[key], key, params[name].shape, where)
-        if arrays[key].dtype != dtype:
-            raise TinymodError(f"{where}: {key} has dtype {arrays[key].dtype}, expected {dtype}")
+            state[f"{moment}_{name}"] = like_param(key, name)
     return state
 
 

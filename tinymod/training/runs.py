@@ -79,10 +79,12 @@ def blas_kernels(folder):
     Haswell"), or None. `folder` is the run, or a checkpoint's analysis folder inside it
     (checkpoints/step_0001000/)."""
     config = next((f / CONFIG for f in (Path(folder), Path(folder).parent.parent) if (f / CONFIG).is_file()), None)
+    if config is None:
+        return None
     try:
         blas = json.loads(config.read_text()).get("blas") or []
         return ", ".join(f"{b['internal_api']} {b.get('architecture') or ''}".strip() for b in blas) or None
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):     # no config: AttributeError
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):     # a damaged record
         return None
 
 
@@ -93,8 +95,12 @@ def refuse_links(out):
     through it would reach outside the run folder. (Files are replaced, never followed.)"""
     for name in (LOCK, CHECKPOINTS, SNAPSHOTS):
         if (Path(out) / name).is_symlink():
-            raise TinymodError(f"{Path(out) / name} is a symbolic link; tinymod does not write through "
-                               f"links inside a run folder: remove it")
+            raise link_refused(Path(out) / name)
+
+
+def link_refused(path):
+    return TinymodError(f"{path} is a symbolic link; tinymod does not write through links inside a "
+                        f"run folder: remove it")
 
 
 def _own_skeleton(path):
@@ -351,8 +357,7 @@ class RunLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
         except OSError as e:
             if e.errno == errno.ELOOP:
-                raise TinymodError(f"{self.path} is a symbolic link; tinymod does not write through "
-                                   f"links inside a run folder: remove it") from None
+                raise link_refused(self.path) from None
             raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -27,8 +27,6 @@ from tinymod.training.config import EVAL_BATCH, FIELDS, GROK_ACC, TrainConfig, c
 from tinymod.errors import TinymodError
 
 RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "snapshot_every", "stop_at")
-# what a checkpoint must share with the run it resumes
-MATCHING = ("p", "d_embed", "d_hidden", "seq_len", "activation", "frac", "seed")
 
 
 class Interrupted(Exception):
@@ -105,8 +103,12 @@ def _restore(out, config, xp, like):
     """Fresh parameters and optimiser, or those of the newest valid checkpoint after
     checking it against the run: settings, dtype and the optimiser's state and step."""
     fresh = _fresh(config, xp, like)
-    identity = checkpoint.identity(config.to_dict())
-    latest, failed = runs.newest_checkpoint(out, lambda path: checkpoint.load(path, expect=identity)[1]["step"])
+    identity, loaded = checkpoint.identity(config.to_dict()), {}
+
+    def step_of(path):          # each candidate is loaded once, checked against the run first
+        loaded[path] = checkpoint.load(path, expect=identity)
+        return loaded[path][1]["step"]
+    latest, failed = runs.newest_checkpoint(out, step_of)
     if failed:
         bad, reason = failed[0]
         offer = (f"the newest valid checkpoint is {latest.name}: move {bad.name} aside to resume from it"
@@ -114,11 +116,7 @@ def _restore(out, config, xp, like):
         raise TinymodError(f"{bad} cannot be resumed from ({reason}); {offer}")
     if latest is None:
         return fresh
-    saved_params, saved, opt_state = checkpoint.load(latest, expect=identity)
-    for name in MATCHING:                     # the settings every checkpoint has
-        if saved.get(name) != getattr(config, name):
-            raise TinymodError(f"{latest} was made with {name} = {saved.get(name)!r}, but the run has "
-                               f"{name} = {getattr(config, name)!r}")
+    saved_params, saved, opt_state = loaded[latest]
     if saved_params["E"].dtype.name != config.dtype:
         raise TinymodError(f"{latest} holds {saved_params['E'].dtype.name} parameters, but the run is {config.dtype}")
     if opt_state is None:
