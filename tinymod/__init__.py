@@ -7,7 +7,7 @@ The package is layered, and data flows one way, down this list:
     reports/             the analysis pipeline (contract 5), the claims, report.md, figures
     analysis/            Fourier basis, tables, fits, key sets, svd, ablation, progress measures
     training/            settings, the training loop, the run folder (contract 3), checkpoints
-    model/               backend, data, the RNN and its kernels, blocks, reference, AdamW
+    model/               backend, data, the RNN, the gated cells, kernels, blocks, reference, AdamW
 
 Every module is also importable by its flat name, the public API the README and the
 lectures use: `from tinymod import rnn`, `from tinymod.kernels import softmax_xent`. The
@@ -21,7 +21,7 @@ import sys
 __version__ = "0.1.0"
 
 LAYOUT = {
-    "model": ("backend", "data", "rnn", "kernels", "blocks", "reference", "optim"),
+    "model": ("backend", "data", "rnn", "gated", "kernels", "blocks", "reference", "optim"),
     "training": ("config", "train", "runs", "checkpoint"),
     "analysis": ("fourier", "tabulate", "fits", "keysets", "svd", "ablate", "partial_sums", "progress",
                  "construct"),

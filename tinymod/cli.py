@@ -46,7 +46,8 @@ TRAIN_OPTIONS = [
     ("--seq-len", int, "number of tokens summed (2 is a + b)"),
     ("--d-embed", int, "embedding width D"),
     ("--d-hidden", int, "hidden width H"),
-    ("--activation", str, "relu or tanh"),
+    ("--cell", str, "recurrent cell: rnn (vanilla), gru or lstm (PyTorch's equations)"),
+    ("--activation", str, "the vanilla cell's activation: relu or tanh"),
     ("--lr", float, "AdamW learning rate"),
     ("--weight-decay", float, "AdamW decoupled weight decay"),
     ("--beta1", float, "AdamW beta1"),
@@ -108,7 +109,7 @@ def train(preset_name, config_file, out, resume, overwrite, **flags):
     source = click.get_current_context().get_parameter_source("preset_name")
     if from_file and source is not click.core.ParameterSource.COMMANDLINE:
         preset_name = from_file                       # ... unless --preset was given
-    config = cfg.preset(preset_name).replace(**settings)
+    config = cfg.build(preset_name, settings)
     out = out or f"runs/{config.preset}"
     try:
         summary = training.run(config, out, resume, overwrite, overrides=tuple(settings),

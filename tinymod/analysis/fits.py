@@ -15,6 +15,7 @@ constant and cos/sin(w_k angle) for k in S and the object's angles (FIT_RULE), a
 import numpy as np
 
 from tinymod.analysis import fourier
+from tinymod.model import gated, rnn
 from tinymod.model.backend import to_numpy
 from tinymod.model.data import all_tuples, grid_sums
 
@@ -29,8 +30,14 @@ FIT_RULE = {
     "T > 2": ("h{t}_preactivation for each step t: on cos/sin of w_k times each token seen x_1..x_t "
               "and times the running sum s_t; h{T}: the same angles at w_k and m w_k; logits: each "
               "answer's table, on cos/sin(w_k s_T)"),
+    "gated": ("{gate}_input for each gate of a GRU (r, z, n) or an LSTM (i, f, g, o): its input "
+              "projection E W_ih^T + b_ih (that gate's block) over a, on cos/sin(w_k a); h{T}: the "
+              "hidden state, on cos/sin of w_k and 2 w_k times each token and the sum (T = 2: a, b, "
+              "a+b and a-b); logits as above. A gate's pre-activation after step 1 also holds "
+              "h_{t-1} W_hh^T, a product of gates, so it is not fitted"),
     "all": "every fit also has a constant; k runs over the set the table is named for",
 }
+GATED_HARMONIC = 2        # a gate's output multiplies two waves: the second harmonic appears
 MEASURES = ("fvu: pooled fraction of variance unexplained (each unit centred on its mean); "
             "fvu_median_unit: median over units with non-zero variance; relative_l2 = sqrt(fvu)")
 
@@ -144,10 +151,28 @@ def preactivations(params, activation, seq_len):
     return out, tokens, act
 
 
-def named_objects(params, activation, seq_len, logits):
-    """{name: (Y (N, units), angles, multiples)} for FIT_RULE at this T."""
-    pre, tokens, act = preactivations(params, activation, seq_len)
+def gated_objects(params, seq_len, hidden):
+    """The gated cell's objects (FIT_RULE "gated"): each gate's input projection over a, and
+    h_T over the tuples."""
+    P = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}
+    p, H = P["E"].shape[0], P["W_out"].shape[1]
+    U = P["E"] @ P["W_ih"].T + P["b_ih"]                            # (p, G*H)
+    a = np.arange(p)
+    objects = {f"{g}_input": (U[:, i * H:(i + 1) * H], [a], (1,))
+               for i, g in enumerate(gated.GATES[rnn.cell_of(params)])}
+    tokens = all_tuples(p, seq_len)
+    angles = [*tokens.T, tokens.sum(axis=1)] + ([tokens[:, 0] - tokens[:, 1]] if seq_len == 2 else [])
+    objects[f"h{seq_len}"] = (hidden.reshape(-1, H), angles, (1, GATED_HARMONIC))
+    return objects
+
+
+def named_objects(params, activation, seq_len, logits, hidden=None):
+    """{name: (Y (N, units), angles, multiples)} for FIT_RULE at this T and cell."""
     p = logits.shape[-1]
+    if rnn.cell_of(params) != "rnn":
+        return {**gated_objects(params, seq_len, hidden),
+                "logits": (logits.reshape(-1, p), [grid_sums(seq_len, p)], (1,))}
+    pre, tokens, act = preactivations(params, activation, seq_len)
     harmonic = (1, HARMONIC[activation])
     sums = lambda t: tokens[:, :t].sum(axis=1)
     if seq_len == 2:
@@ -189,7 +214,7 @@ def nanda_share(hidden):
 def analyze(params, activation, seq_len, logits, hidden, sets):
     """fourier.json's `fits`: per named set ({name: freqs}), the named objects' fits."""
     p = logits.shape[-1]
-    objects = named_objects(params, activation, seq_len, logits)
+    objects = named_objects(params, activation, seq_len, logits, hidden)
     out = {"rule": FIT_RULE, "measures": MEASURES, "well_explained": WELL_EXPLAINED,
            "share_well_explained_nanda": nanda_share(hidden) if seq_len == 2 else None,
            "share_rules": {

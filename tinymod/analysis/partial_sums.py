@@ -58,6 +58,10 @@ def rotation(W_hh, plane):
             "scale": float(s.mean())}
 
 
+VANILLA_ONLY = ("not measured: the rotation of the running sum by W_hh is the vanilla cell's; a gated "
+                "cell's W_hh feeds its gates, not its state")
+
+
 def analyze(tables, key, p):
     """partial_sums for fourier.json: one entry per step t, the rotation of W_hh in each
     key plane, and the clock of h_t at the strongest key frequency (`key[0]` first)."""
@@ -72,7 +76,10 @@ def analyze(tables, key, p):
     planes = key_planes(hs[0], tokens[:, 0], key, p)
     out = {"measures": " ".join(__doc__.split("\n\n")[2].split()), "rotation_rule": ROTATION_RULE,
            "key_frequencies": [int(k) for k in key], "steps": steps,
-           "rotation": [{"frequency": int(k), **rotation(tables["W_hh"], planes[k])} for k in key]}
+           "rotation": None if tables["W_hh"] is None else
+                       [{"frequency": int(k), **rotation(tables["W_hh"], planes[k])} for k in key]}
+    if tables["W_hh"] is None:
+        out["rotation_rule"] = VANILLA_ONLY
     if key and planes[key[0]] is not None:
         plane, k = planes[key[0]], key[0]
         points = []

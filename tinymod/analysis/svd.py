@@ -7,15 +7,19 @@ its squared singular values (its squared Frobenius norm).
 import numpy as np
 
 from tinymod.analysis import fourier
+from tinymod.model import gated, rnn
 from tinymod.model.backend import to_numpy
 
 TOP_VECTORS = 20   # residue-axis singular vectors whose frequency is reported
 
 
 def matrices(params, activation="relu"):
-    """The weights and the residue tables: name -> (matrix, whether rows are residues)."""
+    """The weights and the residue tables: name -> (matrix, whether rows are residues). A
+    gated cell's W_ih and W_hh are taken gate by gate (`gated_matrices`)."""
     P = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}   # SVDs run on the host
     U = P["E"] @ P["W_ih"].T                                    # (p, H) second-token table
+    if rnn.cell_of(params) != "rnn":
+        return gated_matrices(P, U, gated.GATES[rnn.cell_of(params)])
     pre1 = U + P["b_h"]
     H1 = np.maximum(pre1, 0) if activation == "relu" else np.tanh(pre1)
     return {
@@ -26,6 +30,19 @@ def matrices(params, activation="relu"):
         "E @ W_ih.T": (U, True),                                 # what token b writes in
         "h_1 @ W_hh.T": (H1 @ P["W_hh"].T, True),                # what token a carries to step 2
     }
+
+
+def gated_matrices(P, U, gates):
+    """E, W_out, the stacked input table E @ W_ih.T (p, G*H), and per gate g its blocks
+    W_ih (g) (H, D), W_hh (g) (H, H) and E @ W_ih (g).T (p, H)."""
+    H = P["W_out"].shape[1]
+    out = {"E": (P["E"], True), "W_out": (P["W_out"], True), "E @ W_ih.T": (U, True)}
+    for i, g in enumerate(gates):
+        rows = slice(i * H, (i + 1) * H)
+        out[f"W_ih ({g})"] = (P["W_ih"][rows], False)
+        out[f"W_hh ({g})"] = (P["W_hh"][rows], False)
+        out[f"E @ W_ih ({g}).T"] = (U[:, rows], True)
+    return out
 
 
 def cumulative_energy(singular_values):

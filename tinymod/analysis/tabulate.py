@@ -35,7 +35,7 @@ def model_tables(params, activation="relu", seq_len=2):
     grid = (p,) * seq_len
     return {"E": host["E"], "U": host["E"] @ host["W_ih"].T, "W_out": host["W_out"],
             "hidden": hs[-1].reshape(grid + (-1,)), "logits": to_numpy(logits).reshape(grid + (p,)),
-            "hs": hs, "tokens": tokens, "W_hh": host["W_hh"]}
+            "hs": hs, "tokens": tokens, "W_hh": host["W_hh"] if "b_h" in host else None}   # W_hh: the vanilla cell's rotation
 
 
 def hidden_by_sum(hidden):

@@ -125,3 +125,14 @@ def matmul_sum(a_t, b):
         else:
             total += part
     return total
+
+
+def per_example(xp, a, b, out=None):
+    """a @ b, a (B, k) one row per example: by fixed blocks on NumPy (matmul_rows), into
+    `out` when given; other backends schedule themselves."""
+    return matmul_rows(a, b, out) if xp is np else a @ b
+
+
+def over_examples(xp, a, b):
+    """a.T @ b, summed over the examples (B) of a and b: by fixed blocks on NumPy (matmul_sum)."""
+    return matmul_sum(a, b) if xp is np else a.T @ b

@@ -1,4 +1,6 @@
-"""The model (contract 1, README "Contracts"): a vanilla RNN, its forward pass and its BPTT.
+"""The model (contract 1, README "Contracts"): a vanilla RNN, its forward pass and its BPTT;
+the gated cells (GRU, LSTM) live in `tinymod.gated`, and every public call here takes
+`cell` ("rnn", "gru" or "lstm"; by default read from the parameters' names and shapes).
 
 Letters: B examples, T tokens per example, p residues, D embedding width, H hidden width.
 
@@ -21,29 +23,60 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tinymod.model import blocks
+from tinymod.model import blocks, gated
 from tinymod.model.backend import arange, asarray, namespace, to_numpy
 from tinymod.model.kernels import (act_backward, act_backward_scatter, gather_add_act, scatter_add_rows,
                              softmax_xent, softmax_xent_rows)
 
-PARAM_NAMES = ("E", "W_ih", "W_hh", "b_h", "W_out", "b_out")
+PARAM_NAMES = ("E", "W_ih", "W_hh", "b_h", "W_out", "b_out")          # the vanilla cell's
+GATED_NAMES = ("E", "W_ih", "W_hh", "b_ih", "b_hh", "W_out", "b_out")   # the GRU's and the LSTM's
+CELLS = ("rnn", *gated.GATES)
 ACTIVATIONS = ("relu", "tanh")
 DTYPES = ("float32", "float64")
 
 
-def param_shapes(p, d_embed, d_hidden):
+def check_cell(cell):
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+    return cell
+
+
+def param_names(cell="rnn"):
+    """The contract's parameter names for a cell, in the order they are drawn."""
+    return PARAM_NAMES if check_cell(cell) == "rnn" else GATED_NAMES
+
+
+def param_shapes(p, d_embed, d_hidden, cell="rnn"):
     """The contract's shapes, by parameter name."""
     D, H = d_embed, d_hidden
-    return {"E": (p, D), "W_ih": (H, D), "W_hh": (H, H), "b_h": (H,),
-            "W_out": (p, H), "b_out": (p,)}
+    if check_cell(cell) == "rnn":
+        return {"E": (p, D), "W_ih": (H, D), "W_hh": (H, H), "b_h": (H,),
+                "W_out": (p, H), "b_out": (p,)}
+    G = len(gated.GATES[cell])
+    return {"E": (p, D), "W_ih": (G * H, D), "W_hh": (G * H, H), "b_ih": (G * H,),
+            "b_hh": (G * H,), "W_out": (p, H), "b_out": (p,)}
 
 
-def init_params(p, d_embed=128, d_hidden=128, seed=0, dtype="float32", xp=np, like=None):
+def cell_of(params, cell=None):
+    """The cell the parameters belong to: `cell` checked against their names and shapes, or
+    read from them (b_h: the vanilla cell; b_ih with 3 or 4 gates: the GRU or the LSTM)."""
+    if "b_h" in params:
+        found = "rnn"
+    else:
+        gates = params["W_hh"].shape[0] // max(params["W_hh"].shape[1], 1)
+        found = {3: "gru", 4: "lstm"}.get(gates)
+    if found is None or (cell is not None and check_cell(cell) != found):
+        raise ValueError(f"the parameters ({', '.join(params)}; W_hh {tuple(params['W_hh'].shape)}) "
+                         f"are not those of the {cell or 'known'} cell")
+    return found
+
+
+def init_params(p, d_embed=128, d_hidden=128, seed=0, dtype="float32", xp=np, like=None, cell="rnn"):
     """PyTorch's default initialisation of the same layers, seeded.
 
     E ~ N(0, 1) (nn.Embedding); every other parameter ~ U(-1/sqrt(H), 1/sqrt(H))
-    (nn.RNN and nn.Linear with H inputs). Drawn in float64 from
-    numpy.random.default_rng(seed) in the order of PARAM_NAMES, then cast, so the
+    (nn.RNN, nn.GRU, nn.LSTM and nn.Linear with H inputs, biases too). Drawn in float64 from
+    numpy.random.default_rng(seed) in the order of param_names(cell), then cast, so the
     float32 and float64 models start from the same numbers, on every backend: `xp` is the
     array module, and `like` an array whose device the parameters should share.
     """
@@ -52,7 +85,7 @@ def init_params(p, d_embed=128, d_hidden=128, seed=0, dtype="float32", xp=np, li
     rng = np.random.default_rng(seed)
     bound = 1.0 / np.sqrt(d_hidden)
     params = {}
-    for name, shape in param_shapes(p, d_embed, d_hidden).items():
+    for name, shape in param_shapes(p, d_embed, d_hidden, cell).items():
         if name == "E":
             value = rng.standard_normal(shape)
         else:
@@ -98,33 +131,23 @@ def _rows(xp, x, work):
     return work.rows[key]
 
 
-def _per_example(xp, a, b, out=None):
-    """a @ b, a (B, k) one row per example: by fixed blocks on NumPy (tinymod.blocks), into
-    `out` when given."""
-    return blocks.matmul_rows(a, b, out) if xp is np else a @ b
-
-
-def _over_examples(xp, a, b):
-    """a.T @ b, summed over the examples (B) of a and b: by fixed blocks on NumPy."""
-    return blocks.matmul_sum(a, b) if xp is np else a.T @ b
-
-
 def _fixed_arithmetic(xp):
     """On NumPy, BLAS at one thread and example blocks on tinymod's pool, so the result
     does not depend on the thread count; other backends schedule themselves."""
     return blocks.single_threaded_blas() if xp is np else nullcontext()
 
 
-def forward(params, x, activation="relu"):
-    """logits (B, p) for tokens x (B, T), and the cache backward needs."""
+def forward(params, x, activation="relu", cell=None):
+    """logits (B, p) for tokens x (B, T), and the cache backward needs. `activation` is the
+    vanilla cell's; a gated cell has its own (sigmoid and tanh) and ignores it."""
     xp = namespace(params["E"])
     with _fixed_arithmetic(xp):
-        return _forward(params, x, activation, xp)
+        return _forward(params, x, activation, xp, cell_of(params, cell))
 
 
-def _forward(params, x, activation, xp):
-    h, cache = _hidden(params, x, activation, xp)
-    logits = _per_example(xp, h, params["W_out"].T)   # (B, p)
+def _forward(params, x, activation, xp, cell):
+    h, cache = _hidden(params, x, activation, xp, cell=cell)
+    logits = blocks.per_example(xp, h, params["W_out"].T)   # (B, p)
     logits += params["b_out"]                         # in place: one (B, p) array, not two
     return logits, cache
 
@@ -156,9 +179,12 @@ class _Workspace(threading.local):
 _workspace = _Workspace()
 
 
-def _hidden(params, x, activation, xp, work=None):
+def _hidden(params, x, activation, xp, work=None, cell="rnn"):
     """h_T (B, H) and the cache: the recurrence, without the readout. With `work`, the
-    per-example states are written into its buffers."""
+    vanilla cell's per-example states are written into its buffers."""
+    if cell != "rnn":
+        _check_ids(x, params["E"].shape[0], "token")
+        return gated.hidden(params, x, cell, xp)
     relu = _check_activation(activation)
     E, W_ih, W_hh, b_h = params["E"], params["W_ih"], params["W_hh"], params["b_h"]
     T = x.shape[1]
@@ -179,7 +205,7 @@ def _hidden(params, x, activation, xp, work=None):
         hs.append(h)
         rows = _rows(xp, x, work)                                       # 0..B-1
         for t in range(2, T):                   # with `work`, every h_t has its buffer
-            hw = _per_example(xp, h, W_hh.T, work and work.get("hw", h.shape, h.dtype))     # (B, H)
+            hw = blocks.per_example(xp, h, W_hh.T, work and work.get("hw", h.shape, h.dtype))     # (B, H)
             out = work.get(f"h{t + 1}", h.shape, h.dtype) if work else None
             h = gather_add_act(hw, rows, U, x[:, t], b_h, relu, out)                        # h_{t+1}
             hs.append(h)
@@ -194,7 +220,7 @@ def backward(params, cache, dlogits):
 
 
 def _h_T(cache, xp):
-    x, H1, hs, _ = cache
+    x, H1, hs = cache.x, cache.H1, cache.hs
     return hs[x.shape[1]] if x.shape[1] >= 2 else xp.take(H1, x[:, 0], axis=0)   # (B, H)
 
 
@@ -222,6 +248,8 @@ def _backward(params, cache, dlogits, xp):
 def _backward_hidden(params, cache, dh, dW_out, db_out, xp, work=None):
     """The gradients below the readout, from dh = d loss / d h_T (B, H). With `work` (and
     dh one of its buffers), the steps t >= 3 write into its buffers: nothing B-sized is made."""
+    if isinstance(cache, gated.Cache):
+        return {**gated.backward_hidden(params, cache, dh, xp), "W_out": dW_out, "b_out": db_out}
     x, H1, hs, relu = cache
     W_hh = params["W_hh"]
     T = x.shape[1]
@@ -233,8 +261,8 @@ def _backward_hidden(params, cache, dh, dW_out, db_out, xp, work=None):
         dpre = act_backward(dh, hs[t], relu, dpre_buffer)    # back through the activation (B, H)
         db_h += xp.sum(dpre, axis=0)                  # back through the bias
         scatter_add_rows(dU, x[:, t - 1], dpre)       # back through the lookup U[x_t]
-        dW_hh += _over_examples(xp, dpre, hs[t - 1])  # back through h_{t-1} @ W_hh.T
-        dh = _per_example(xp, dpre, W_hh, dh if work else None)   # (B, H), over the old dh
+        dW_hh += blocks.over_examples(xp, dpre, hs[t - 1])  # back through h_{t-1} @ W_hh.T
+        dh = blocks.per_example(xp, dpre, W_hh, dh if work else None)   # (B, H), over the old dh
     if T >= 2:
         # t = 2: back through the activation, the bias and both lookups (U[x_2], and
         # A[x_1] with A = H1 @ W_hh.T, h_1 being row x_1 of H1), summed per residue
@@ -255,22 +283,23 @@ def _backward_hidden(params, cache, dh, dW_out, db_out, xp, work=None):
             "W_out": dW_out, "b_out": db_out}
 
 
-def loss_and_grads(params, x, y, activation="relu"):
-    """Mean softmax cross-entropy of the model on (x, y), and its gradients.
+def loss_and_grads(params, x, y, activation="relu", cell=None):
+    """Mean softmax cross-entropy of the model on (x, y), and its gradients, for any cell.
 
     On NumPy the readout, the loss and their backward run fused, block by block of
     examples (tinymod.blocks), while a block's logits are still in cache: the (B, p)
     logits are never formed whole. The gradients are bit-identical to forward, then
     softmax_xent, then backward."""
     xp = namespace(params["E"])
+    cell = cell_of(params, cell)
     _check_ids(y, params["W_out"].shape[0], "target")
     if xp is not np:
-        logits, cache = forward(params, x, activation)
+        logits, cache = forward(params, x, activation, cell)
         loss, dlogits = softmax_xent(logits, y)
         return loss, backward(params, cache, dlogits)
     with _fixed_arithmetic(xp):
         work = _workspace
-        h, cache = _hidden(params, x, activation, xp, work)
+        h, cache = _hidden(params, x, activation, xp, work, cell)
         W_out, b_out = params["W_out"], params["b_out"]
         B, p = h.shape[0], W_out.shape[0]
         inv = 1.0 / B
@@ -290,15 +319,16 @@ def loss_and_grads(params, x, y, activation="relu"):
         return total * inv, _backward_hidden(params, cache, dh, dW_out, db_out, xp, work)
 
 
-def evaluate(params, x, y, activation="relu", batch_size=None):
+def evaluate(params, x, y, activation="relu", batch_size=None, cell=None):
     """(mean loss, accuracy) of the model on (x, y), in batches to bound memory."""
     xp = namespace(params["E"])
+    cell = cell_of(params, cell)
     n = x.shape[0]
     step = batch_size or n
     total_loss, correct = 0.0, 0
     for start in range(0, n, step):
         xb, yb = x[start:start + step], y[start:start + step]
-        logits, _ = forward(params, xb, activation)
+        logits, _ = forward(params, xb, activation, cell)
         _check_ids(yb, logits.shape[1], "target")
         loss, _ = softmax_xent(logits, yb)
         total_loss += loss * xb.shape[0]

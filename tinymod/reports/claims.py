@@ -86,13 +86,14 @@ def count_claim(f):
 
 def fit_claim(f):
     fits, top = f["fits"]["in_use"], PAPER["fit_error"][1]
-    crit = (f"every pre-activation fit at the in-use set (h_t^pre on cos/sin of its frequencies) has "
+    crit = (f"every pre-activation fit at the in-use set (h_t^pre, or a gated cell's input projection "
+            f"per gate, on cos/sin of its frequencies) has "
             f"error at most {top:g}, read as FVU and as relative L2 (the paper does not say which)")
     claim = "hidden pre-activations are cos/sin of the key frequencies"
     paper = f"relative error {PAPER['fit_error'][0]:g} to {top:g}"
     if fits is None:
         return Claim(claim, paper, "no fit (no frequency in use)", "not", crit, NONE_IN_USE)
-    pre = {name: e for name, e in fits.items() if name.endswith("preactivation")}
+    pre = {name: e for name, e in fits.items() if name.endswith(("preactivation", "_input"))}
     worst_fvu, worst_l2 = max(e["fvu"] for e in pre.values()), max(e["relative_l2"] for e in pre.values())
     as_fvu, as_l2 = worst_fvu <= top, worst_l2 <= top
     verdict = ("reproduced under both readings" if as_fvu and as_l2 else
@@ -174,15 +175,17 @@ def ablation_claims(ablation_report):
     kept = control[-1]["accuracy"] if control else float("nan")
     path = ", ".join(f"{len(c['removed'])}: {pct(c['accuracy'])}" for c in cumulative)
     ok = last < COLLAPSE and kept >= ROBUST
+    no_control = "none left: every frequency is a spectral key frequency"
     rows.append(Claim(
         "removing several destroys accuracy", "collapse",
-        f"after removing 1, 2, ...: {path}; control (as many non-key): {pct(kept)}",
+        f"after removing 1, 2, ...: {path}; control (as many non-key): {pct(kept) if control else no_control}",
         "reproduced" if ok else "not",
         f"removing every spectral key frequency (strongest first) leaves under {pct(COLLAPSE)}; "
         f"as many non-key ones keep at least {pct(ROBUST)}",
         "no spectral key frequency" if not cumulative else
         f"all {len(cumulative)} removed: {pct(last)} ({'<' if last < COLLAPSE else '≥'} {pct(COLLAPSE)}); "
-        f"the control keeps {pct(kept)} ({'≥' if kept >= ROBUST else '<'} {pct(ROBUST)})"))
+        + (f"the control keeps {pct(kept)} ({'≥' if kept >= ROBUST else '<'} {pct(ROBUST)})" if control
+         else f"no control: {no_control}")))
     return rows
 
 

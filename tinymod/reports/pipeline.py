@@ -100,8 +100,8 @@ def untrained_control(params, config, key, spectral, threshold=THRESHOLD):
     trained model: its own key sets, and at the trained model's in-use set `key` (as
     `trained_in_use`) for the Fourier measures and its spectral set `spectral` for the SVD."""
     p, D = params["E"].shape
-    fresh = rnn.init_params(p, D, params["W_hh"].shape[0], config.get("seed", 0),
-                            config.get("dtype", "float32"))
+    fresh = rnn.init_params(p, D, params["W_out"].shape[1], config.get("seed", 0),
+                            config.get("dtype", "float32"), cell=rnn.cell_of(params))
     return {"fourier": fourier(fresh, config, threshold, {"trained_in_use": list(key)}),
             "svd": svd.analyze(fresh, config["activation"], spectral)}
 

@@ -40,7 +40,7 @@ def key_set_tables(r):
 
 def fourier_tables(r):
     """Markdown: the energy per component at each set, the fits of named objects per set."""
-    lines = [f"Energy at each set (share of each component's non-constant energy).", ""]
+    lines = ["Energy at each set (share of each component's non-constant energy).", ""]
     lines += _table(["component", *[name.replace("_", "-") for name in SET_FIELDS]],
                     [[label, *[pct(r["energy_share_by_set"][s][n]) for s in SET_FIELDS]]
                      for n, label in COMPONENTS.items()])
@@ -73,11 +73,12 @@ def running_sum_tables(ps):
              "| --- | --- | --- |"]
     lines += [f"| {s['t']} | {pct_or_none(s['fraction_explained'])} | "
               f"{pct_or_none(s['fraction_explained_by_tokens'])} |" for s in ps["steps"]]
-    lines += ["", f"W_hh in each in-use frequency's plane: {ps['rotation_rule']}.", "",
-              "| k | in_plane | rotation_score | angle (degrees) | scale |", "| --- | --- | --- | --- | --- |"]
+    lines += ["", f"W_hh in each in-use frequency's plane: {ps['rotation_rule']}."]
     fmt = lambda v, f="{:.3f}": "—" if v is None else f.format(v)
-    lines += [f"| {r['frequency']} | {fmt(r['in_plane'])} | {fmt(r['rotation_score'])} | "
-              f"{fmt(r['angle_degrees'], '{:.1f}')} | {fmt(r['scale'])} |" for r in ps["rotation"]]
+    if ps["rotation"] is not None:
+        lines += ["", "| k | in_plane | rotation_score | angle (degrees) | scale |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['frequency']} | {fmt(r['in_plane'])} | {fmt(r['rotation_score'])} | "
+                  f"{fmt(r['angle_degrees'], '{:.1f}')} | {fmt(r['scale'])} |" for r in ps["rotation"]]
     if "clock" in ps:
         lines += ["", f"![the clock of h_t]({runs.CLOCK_THROUGH_TIME_PNG})"]
     return lines
@@ -103,7 +104,8 @@ def control_table(trained, control):
           for name, field in SET_FIELDS.items()],
         *[row(f"energy at S: {label}", lambda m, n=n: pct(at_s(m, "energy_share_by_set")[n]))
           for n, label in COMPONENTS.items()],
-        row("h1 pre-activation fit FVU at S", fit("h1_preactivation")),
+        *[row(f"{name.replace('_', ' ')} fit FVU at S", fit(name)) for name in at_s(t, "fits") or ()
+          if name == "h1_preactivation" or name.endswith("_input")],
         row("logit fit FVU at S", fit("logits")),
         row("restricted loss at S (all pairs)", lambda m: f"{at_s(m, 'key_sets')['restricted_loss']:.3g}"),
         row("excluded loss at S (train pairs)", lambda m: f"{at_s(m, 'key_sets')['excluded_loss']:.3g}"),
@@ -218,7 +220,8 @@ def ablation_text(r, folder):
         worst = min(key_single, key=lambda s: s["accuracy"])
         lines.append(f"one key frequency removed: worst is k = {worst['frequency']}, {100 * worst['accuracy']:.2f}%")
     return "\n".join(lines + [f"key frequencies removed one after another: {path(r['cumulative'])}",
-                              f"control, as many non-key frequencies:      {path(r['control_non_key'])}",
+                              f"control, as many non-key frequencies:      "
+                              f"{path(r['control_non_key']) or 'none left (every frequency is key)'}",
                               f"wrote {folder / runs.ABLATION_JSON} and 2 figures"])
 
 

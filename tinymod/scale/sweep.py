@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tinymod.scale.sweep_results import write_results
 from tinymod.training import runs
-from tinymod.training.config import FIELDS, coerce, preset, read_table
+from tinymod.training.config import FIELDS, build, coerce, read_table
 from tinymod.errors import TinymodError
 
 KEYS = set(FIELDS) | {"preset"}
@@ -67,7 +67,7 @@ def read_grid(path, max_runs=MAX_RUNS):
 def config_for(settings):
     """The TrainConfig of one combination (one thread, unless the grid says otherwise)."""
     rest = dict(settings)
-    config = preset(rest.pop("preset", "default")).replace(**coerce({"threads": 1, **rest}))
+    config = build(rest.pop("preset", "default"), coerce({"threads": 1, **rest}))
     return config.validate()
 
 

@@ -1,10 +1,11 @@
 """Checkpoints (contract 4, README "Contracts"): atomic .npz files, loaded with allow_pickle=False
 and validated, with a precise message for each fault.
 
-Layout of one file: the six parameter arrays under their names; `config`, a 0-d string
-array of JSON (at least p, d_embed, d_hidden, activation, seq_len, frac, seed, step,
-format_version); and the optimiser state under `opt_` keys (`opt_t`, `opt_m_<name>`,
-`opt_v_<name>`).
+Layout of one file: the cell's parameter arrays under their names (six for the vanilla
+cell, seven for a GRU or an LSTM); `config`, a 0-d string array of JSON (at least p,
+d_embed, d_hidden, activation, seq_len, frac, seed, step, format_version; `cell`, absent in
+a vanilla model's older files, says which); and the optimiser state under `opt_` keys
+(`opt_t`, `opt_m_<name>`, `opt_v_<name>`).
 """
 import json
 import zipfile
@@ -15,7 +16,8 @@ import numpy as np
 from tinymod.training import runs
 from tinymod.model.backend import to_numpy
 from tinymod.errors import TinymodError
-from tinymod.model.rnn import ACTIVATIONS, DTYPES, PARAM_NAMES, param_shapes
+from tinymod.model.rnn import (ACTIVATIONS, CELLS, DTYPES, GATED_NAMES, PARAM_NAMES, cell_of, param_names,
+                               param_shapes)
 
 FORMAT_VERSION = 1
 REQUIRED_CONFIG = ("p", "d_embed", "d_hidden", "activation", "seq_len", "frac", "seed",
@@ -33,21 +35,22 @@ def save(path, params, config, opt_state=None):
     """Write params (+ optimiser state) and `config` (a dict) to `path`, through the one
     atomic writer (runs.atomic_write)."""
     path = Path(path)
-    arrays = {name: to_numpy(params[name]) for name in PARAM_NAMES}
+    arrays = {name: to_numpy(params[name]) for name in param_names(cell_of(params))}
     arrays["config"] = np.array(json.dumps({**config, "format_version": FORMAT_VERSION}))
     for key, value in (opt_state or {}).items():
         arrays[f"opt_{key}"] = to_numpy(value)
     return runs.atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-OPT_KEYS = ("opt_t", *(f"opt_{moment}_{name}" for name in PARAM_NAMES for moment in ("m", "v", "gf")))
-ALLOWED = (*PARAM_NAMES, "config", *OPT_KEYS)
+EVERY_NAME = tuple(dict.fromkeys(PARAM_NAMES + GATED_NAMES))    # every cell's parameters
+OPT_KEYS = ("opt_t", *(f"opt_{moment}_{name}" for name in EVERY_NAME for moment in ("m", "v", "gf")))
+ALLOWED = (*EVERY_NAME, "config", *OPT_KEYS)
 MAX_CONFIG_CHARS = 1 << 16          # the config's JSON
 MAX_MODEL_BYTES = 4 << 30           # parameters a checkpoint may declare (4 GiB)
 
 
 # every setting that shapes a model or its training: what makes a checkpoint part of a run
-IDENTITY = ("p", "seq_len", "d_embed", "d_hidden", "activation", "dtype", "frac", "seed",
+IDENTITY = ("p", "seq_len", "d_embed", "d_hidden", "cell", "activation", "dtype", "frac", "seed",
             "lr", "weight_decay", "beta1", "beta2", "eps", "grokfast_lambda", "grokfast_alpha")
 
 
@@ -92,13 +95,17 @@ def load(path, expect=None):
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
         raise TinymodError(f"{path} is not a readable checkpoint (truncated or corrupt, or not "
                            f"an .npz file): {_plain(e)}") from None
-    shapes = param_shapes(config["p"], config["d_embed"], config["d_hidden"])
-    params = {name: _checked(arrays[name], name, shapes[name], where) for name in PARAM_NAMES}
-    dtypes = {params[name].dtype for name in PARAM_NAMES}
+    shapes = _shapes(config)
+    params = {name: _checked(arrays[name], name, shapes[name], where) for name in shapes}
+    dtypes = {value.dtype for value in params.values()}
     if len(dtypes) != 1:
         raise TinymodError(f"{where} mixes dtypes: {', '.join(sorted(map(str, dtypes)))}")
     opt_state = _read_opt_state(arrays, params, where)
     return params, config, opt_state
+
+
+def _shapes(config):
+    return param_shapes(config["p"], config["d_embed"], config["d_hidden"], config.get("cell", "rnn"))
 
 
 def _check_belongs(config, expect, path):
@@ -141,10 +148,15 @@ def _member(zf, key):
 def _check_headers(headers, config, where):
     """Every array the config implies is there, with its shape and a float dtype (the
     optimiser's step a 0-d integer), before anything is decompressed."""
-    missing = [key for key in PARAM_NAMES if key not in headers]
+    shapes = _shapes(config)
+    param_of = lambda key: key.split("_", 2)[-1] if key.startswith("opt_") else key   # opt_m_W_ih: W_ih
+    foreign = [key for key in headers if key not in ("config", "opt_t") and param_of(key) not in shapes]
+    if foreign:
+        raise TinymodError(f"{where} has arrays of another cell than its config's "
+                           f"{config.get('cell', 'rnn')}: {', '.join(foreign)}")
+    missing = [key for key in shapes if key not in headers]
     if missing:
         raise TinymodError(f"{where} lacks arrays: {', '.join(missing)}")
-    shapes = param_shapes(config["p"], config["d_embed"], config["d_hidden"])
     size = 8 * sum(int(np.prod(s)) for s in shapes.values())
     if size > MAX_MODEL_BYTES:
         raise TinymodError(f"{where}: its config declares a model of {size / 2**30:.1f} GiB, "
@@ -156,7 +168,7 @@ def _check_headers(headers, config, where):
             if shape != () or dtype.kind not in "iu":
                 raise TinymodError(f"{where}: optimiser state lacks a scalar integer opt_t")
             continue
-        expected = shapes[key.split("_", 2)[-1] if key.startswith("opt_") else key]
+        expected = shapes[param_of(key)]
         if shape != tuple(expected):
             raise TinymodError(f"{where}: {key} has shape {shape}, expected {tuple(expected)}")
         if dtype.name not in DTYPES:
@@ -186,8 +198,13 @@ def _read_config(array, where):
     frac = config["frac"]
     if not isinstance(frac, (int, float)) or isinstance(frac, bool) or not 0 < frac < 1:
         raise TinymodError(f"{where}: config frac must be a number in (0, 1), got {frac!r}")
-    if config["activation"] not in ACTIVATIONS:
+    cell = config.get("cell", "rnn")
+    if cell not in CELLS:
+        raise TinymodError(f"{where}: unknown cell {cell!r}")
+    if cell == "rnn" and config["activation"] not in ACTIVATIONS:
         raise TinymodError(f"{where}: unknown activation {config['activation']!r}")
+    if cell != "rnn" and config["activation"] is not None:
+        raise TinymodError(f"{where}: a {cell} has no activation setting, got {config['activation']!r}")
     if "dtype" in config and config["dtype"] not in DTYPES:
         raise TinymodError(f"{where}: unknown dtype {config['dtype']!r}")
     return config
@@ -218,8 +235,8 @@ def _read_opt_state(arrays, params, where):
             raise TinymodError(f"{where}: {key} has dtype {array.dtype}, expected {params[name].dtype}")
         return array
 
-    filtered = any(f"opt_gf_{name}" in arrays for name in PARAM_NAMES)     # the filter's state is all or none
-    for name in PARAM_NAMES:
+    filtered = any(f"opt_gf_{name}" in arrays for name in params)     # the filter's state is all or none
+    for name in params:
         for moment in ("m", "v", "gf") if filtered else ("m", "v"):
             key = f"opt_{moment}_{name}"
             if key not in arrays:

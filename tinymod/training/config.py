@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tinymod.model.backend import BACKENDS
 from tinymod.errors import TinymodError
-from tinymod.model.rnn import ACTIVATIONS, DTYPES
+from tinymod.model.rnn import ACTIVATIONS, CELLS, DTYPES
 
 MAX_EXAMPLES = 5_000_000   # p**seq_len above this would not fit a laptop's memory
 GROK_ACC = 0.99            # test accuracy that counts as grokked (grok step, phases, figures)
@@ -49,7 +49,8 @@ class TrainConfig:
     seq_len: int = 2            # tokens summed (2: a + b)
     d_embed: int = 128          # D, embedding width
     d_hidden: int = 128         # H, hidden width
-    activation: str = "relu"    # relu or tanh
+    cell: str = "rnn"           # rnn (vanilla), gru or lstm
+    activation: str | None = "relu"     # relu or tanh; None (not applicable) for a gated cell
     lr: float = 1e-3            # AdamW learning rate
     weight_decay: float = 1.0   # AdamW decoupled weight decay
     grokfast_lambda: float = 0.0    # Grokfast's amplification of the slow gradient (0: off)
@@ -77,8 +78,11 @@ class TrainConfig:
             (self.seq_len >= 1, f"seq-len must be at least 1, got {self.seq_len}"),
             (self.d_embed >= 1, f"d-embed must be positive, got {self.d_embed}"),
             (self.d_hidden >= 1, f"d-hidden must be positive, got {self.d_hidden}"),
-            (self.activation in ACTIVATIONS,
-             f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}"),
+            (self.cell in CELLS, f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}"),
+            (self.activation in ACTIVATIONS if self.cell == "rnn" else self.activation is None,
+             f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}"
+             if self.cell == "rnn" else f"activation applies to the vanilla cell only; a "
+             f"{self.cell} has its own gates (sigmoid and tanh): drop activation {self.activation!r}"),
             (self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}"),
             (self.backend in BACKENDS,
              f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}"),
@@ -128,8 +132,9 @@ class TrainConfig:
         B = min(self.batch_size or n_train, n_train)
         E = min(EVAL_BATCH, max(n_train, n - n_train))
         H, T, p = self.d_hidden, self.seq_len, self.p
-        params = p * self.d_embed + H * self.d_embed + H * H + H + p * H + p
-        per_step = 2 * B * p + B * H * (T + 2)
+        G = {"gru": 3, "lstm": 4}.get(self.cell, 1)                   # gates
+        params = p * self.d_embed + G * H * self.d_embed + G * H * H + 2 * G * H + p * H + p
+        per_step = 2 * B * p + B * H * (T + 2) * (3 * G if G > 1 else 1)   # a gated step keeps its gates
         per_eval = 2 * E * p + E * H * T
         return item * (per_step + per_eval + 4 * params) + 8 * n * (T + 1)
 
@@ -155,6 +160,15 @@ PRESETS = {
     "quick": TrainConfig(preset="quick", p=31, frac=0.7, d_embed=64, d_hidden=64, lr=3e-3,
                          steps=6000, eval_every=50, checkpoint_every=1000),
 }
+
+
+def build(preset_name, settings):
+    """The preset's config with `settings` over it. A gated cell records activation as None
+    (not applicable); one given explicitly with a gated cell is refused in `validate`."""
+    config = preset(preset_name).replace(**settings)
+    if config.cell != "rnn" and "activation" not in settings:
+        config = config.replace(activation=None)
+    return config
 
 
 def preset(name):

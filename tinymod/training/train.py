@@ -83,7 +83,7 @@ def prepare_run(config, out, resume=False, overwrite=False, overrides=()):
 
 def _fresh(config, xp, like):
     params = rnn.init_params(config.p, config.d_embed, config.d_hidden, config.seed, config.dtype,
-                             xp, like=like)
+                             xp, like=like, cell=config.cell)
     grad_filter = (optim.GrokfastEMA(params, config.grokfast_alpha, config.grokfast_lambda)
                    if config.grokfast_lambda > 0 else None)
     opt = optim.AdamW(params, config.lr, (config.beta1, config.beta2), config.eps, config.weight_decay,
@@ -152,8 +152,8 @@ def _set_up(config, out, resume, overwrite):
 # --- the loop -----------------------------------------------------------------------------
 
 def _evaluate(params, ds, config, step, seconds):
-    train_loss, train_acc = rnn.evaluate(params, ds.x_train, ds.y_train, config.activation, EVAL_BATCH)
-    test_loss, test_acc = rnn.evaluate(params, ds.x_test, ds.y_test, config.activation, EVAL_BATCH)
+    train_loss, train_acc = rnn.evaluate(params, ds.x_train, ds.y_train, config.activation, EVAL_BATCH, config.cell)
+    test_loss, test_acc = rnn.evaluate(params, ds.x_test, ds.y_test, config.activation, EVAL_BATCH, config.cell)
     return {"step": step, "train_loss": train_loss, "train_acc": train_acc,
             "test_loss": test_loss, "test_acc": test_acc,
             "weight_norm": rnn.weight_norms(params)[0], "seconds": round(seconds, 3)}
@@ -217,7 +217,7 @@ def _loop(config, out, ds, host, state, progress):
             while step < config.steps and stopped == "steps":
                 step += 1
                 x, y = _batch(ds, (host.x_train, host.y_train), config, step)
-                loss, grads = rnn.loss_and_grads(params, x, y, config.activation)
+                loss, grads = rnn.loss_and_grads(params, x, y, config.activation, config.cell)
                 if not math.isfinite(loss):
                     _diverged(step, out)
                 opt.step(params, grads)
@@ -257,7 +257,7 @@ def _finish(config, out, state, stopped):
             not (out / runs.SNAPSHOTS / runs.checkpoint_name(step)).exists():   # stopped early
         _snapshot(out, step, params, config)
     checkpoint.save(out / runs.MODEL, params, checkpoint.metadata(config.to_dict(), step, seconds=seconds))
-    title = f"p = {config.p}, frac = {config.frac}, {config.activation}, preset {config.preset}"
+    title = f"p = {config.p}, frac = {config.frac}, {config.activation or config.cell}, preset {config.preset}"
     plots.training_curves(rows, out / runs.CURVES_PNG, title)
     plots.weight_norm(rows, out / runs.WEIGHT_NORM_PNG, title)
     return summarize(rows, out, stopped)
