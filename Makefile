@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tinymod-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train sweep grokfast bench lectures gpu-check clean
+.PHONY: help install test train sweep grokfast cells bench lectures gpu-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,10 @@ sweep: $(STAMP) ## the paper's claims over seeds (default x 5, paper --lr 3e-3 x
 grokfast: $(STAMP) ## time to grok with and without Grokfast's filter, over seeds, on a local dask cluster (about 27 min)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt '.[sweep]'
 	$(BIN)/tinymod sweep tinymod/scale/grids/grokfast.toml --out runs/grokfast
+
+cells: $(STAMP) ## vanilla RNN, GRU and LSTM side by side over seeds (quick, default, paper --lr 3e-3), on a local dask cluster
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt '.[sweep]'
+	$(BIN)/tinymod sweep tinymod/scale/grids/cells.toml --out runs/cells
 
 bench: $(STAMP) ## time a training step: ours vs PyTorch (installed if pip can), the matmul limit
 	-$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt '.[bench]'

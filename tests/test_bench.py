@@ -65,3 +65,16 @@ def test_a_warm_step_allocates_no_example_by_unit_array_for_any_T(T):
     allocated = bench.step_allocation_bytes(p, frac, H, "float32", steps=3, seq_len=T)
     one_state = examples * H * 4                                   # a (B, H) float32 array
     assert allocated < one_state / 4, (allocated, one_state)
+
+
+def test_the_gated_table_compares_each_cell_with_its_peers():
+    start = {"help_s": 0.2, "numba_compile_s": 2.0, "numba_cached_s": 0.5}
+    result = fake(2, 8.0, 24.0)
+    result["gated"] = {"gru": {"float32": {"ours": 20.0, "torch": {"step": 30.0}, "torch_compile": None,
+                                           "jax_jit": {"step": 10.0}}},
+                       "lstm": {"float64": {"ours": 40.0, "torch": None, "torch_compile": None, "jax_jit": None}}}
+    result["torch_parity"] = {"rnn": 4e-16, "gru": 9.7e-16, "lstm": None}
+    text = bench.render([result], start)
+    assert "gradient): rnn 4.0e-16, gru 9.7e-16." in text
+    assert "| 2 | gru | float32 | **20.00** | 30.00 | not installed | 10.00 | 0.5x (JAX jit) |" in text
+    assert "| 2 | lstm | float64 | **40.00** | not installed | not installed | not installed | - |" in text

@@ -21,8 +21,8 @@ def test_lecture(path, workdir):
     assert failed == 0, f"{failed} of {attempted} examples differ:\n{output}"
 
 
-def test_all_eleven_lectures_exist():
-    assert [p.name[:2] for p in lectures()] == [f"{i:02d}" for i in range(1, 12)]
+def test_all_twelve_lectures_exist():
+    assert [p.name[:2] for p in lectures()] == [f"{i:02d}" for i in range(1, 13)]
 
 
 @pytest.mark.parametrize("path", lectures(), ids=lambda p: p.stem)

@@ -57,11 +57,13 @@ def test_a_sweep_runs_skips_records_failures_and_matches_train(tmp_path, cluster
     assert [r["name"] for r in saved] == [e["name"] for e in entries]
     ok = saved[0]
     assert {"folder", "settings", "grok_step", "train_acc", "test_acc", "key_frequencies",
-            "functional_key_frequencies", "in_use_key_frequencies", "in_use_fits", "verdicts"} <= set(ok)
+            "functional_key_frequencies", "in_use_key_frequencies", "in_use_fits", "svd_energy", "verdicts"} <= set(ok)
+    assert set(ok["svd_energy"]) >= {"E", "W_out", "E @ W_ih.T"}
     assert ok["settings"]["seed"] == 0 and ok["folder"] == "seed-0_lr-0.003"
     assert (out / "sweep.csv").read_text().count("\n") == 5
     report = (out / "sweep_report.md").read_text()
     assert "claims over seeds" in report and "verdicts over runs" in report and "Failed runs" in report
+    assert "| top 2K singular energy of W_hh (K spectral) |" in report
     assert (out / "phase_diagram.png").is_file() and (out / "grok_steps.png").is_file()
     # bit-identical to tinymod train --threads 1
     result = CliRunner().invoke(main, ["train", "--preset", "quick", "--p", "11", "--d-embed", "8", "--d-hidden",

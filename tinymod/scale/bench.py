@@ -33,10 +33,10 @@ def step_flops(p, d_embed, d_hidden, batch):
     return forward + backward
 
 
-def time_ours(p, frac, width, dtype, repeats):
+def time_ours(p, frac, width, dtype, repeats, cell="rnn"):
     ds = data.make_dataset(p, 2, frac, 0)
     x, y = ds.x_train, ds.y_train
-    params = rnn.init_params(p, width, width, seed=0, dtype=dtype)
+    params = rnn.init_params(p, width, width, seed=0, dtype=dtype, cell=cell)
     opt = optim.AdamW(params)
     start = time.perf_counter()
     loss, grads = rnn.loss_and_grads(params, x, y)       # first call: compiles or loads kernels
@@ -58,27 +58,62 @@ def time_ours(p, frac, width, dtype, repeats):
     }
 
 
-def _torch_model(torch, p, frac, width, dtype):
-    """(loss function, optimiser) of the PyTorch model: nn.Embedding, nn.RNN (relu),
-    nn.Linear, cross-entropy and torch.optim.AdamW with our hyper-parameters."""
+def _torch_model(torch, p, frac, width, dtype, cell="rnn"):
+    """(loss function, optimiser) of the PyTorch model: nn.Embedding, nn.RNN (relu), nn.GRU
+    or nn.LSTM, nn.Linear, cross-entropy and torch.optim.AdamW with our hyper-parameters."""
     torch.manual_seed(0)
     ds = data.make_dataset(p, 2, frac, 0)
     kind = {"float32": torch.float32, "float64": torch.float64}[dtype]
     embed = torch.nn.Embedding(p, width).to(kind)
-    cell = torch.nn.RNN(width, width, nonlinearity="relu", batch_first=True).to(kind)
+    recurrent = (torch.nn.RNN(width, width, nonlinearity="relu", batch_first=True) if cell == "rnn" else
+                 {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](width, width, batch_first=True)).to(kind)
     readout = torch.nn.Linear(width, p).to(kind)
-    modules = torch.nn.ModuleList([embed, cell, readout])
+    modules = torch.nn.ModuleList([embed, recurrent, readout])
     opt = torch.optim.AdamW(modules.parameters(), lr=1e-3, betas=(0.9, 0.98), eps=1e-8,
                             weight_decay=1.0)
     x, y = torch.from_numpy(ds.x_train), torch.from_numpy(ds.y_train)
 
     def loss_fn():
-        out, _ = cell(embed(x))
+        out, _ = recurrent(embed(x))
         return torch.nn.functional.cross_entropy(readout(out[:, -1]), y)
     return loss_fn, opt
 
 
-def time_torch(p, frac, width, dtype, repeats):
+def torch_parity(cell, p=11, width=5, batch=40):
+    """Largest relative difference, over the loss and every gradient, between ours and
+    PyTorch's nn.RNN (relu) / nn.GRU / nn.LSTM with our parameters copied in, float64, T = 1..3.
+    None if PyTorch is not importable."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    worst = 0.0
+    for T in (1, 2, 3):
+        params = rnn.init_params(p, width, width, seed=2, dtype="float64", cell=cell)
+        x = np.random.default_rng(T).integers(0, p, (batch, T))
+        loss, grads = rnn.loss_and_grads(params, x, x.sum(axis=1) % p)
+        kind = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell]
+        module = kind(width, width, batch_first=True, **({"nonlinearity": "relu"} if cell == "rnn" else {})).double()
+        P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+        with torch.no_grad():
+            for ours, theirs in (("W_ih", "weight_ih_l0"), ("W_hh", "weight_hh_l0"),
+                                 ("b_h" if cell == "rnn" else "b_ih", "bias_ih_l0")):
+                getattr(module, theirs).copy_(P[ours])
+            module.bias_hh_l0.copy_(torch.zeros(width) if cell == "rnn" else P["b_hh"])
+        out, _ = module(P["E"][torch.from_numpy(x)])
+        theirs = torch.nn.functional.cross_entropy(out[:, -1] @ P["W_out"].T + P["b_out"], torch.from_numpy(x.sum(axis=1) % p))
+        theirs.backward()
+        found = {"E": P["E"].grad, "W_out": P["W_out"].grad, "b_out": P["b_out"].grad,
+                 "W_ih": module.weight_ih_l0.grad, "W_hh": module.weight_hh_l0.grad,
+                 **({"b_h": module.bias_ih_l0.grad} if cell == "rnn" else
+                    {"b_ih": module.bias_ih_l0.grad, "b_hh": module.bias_hh_l0.grad})}
+        worst = max(worst, abs(theirs.item() - loss) / abs(loss),
+                    *(float(np.abs(g.numpy() - grads[k]).max() / max(np.abs(grads[k]).max(), 1e-300))
+                      for k, g in found.items()))                  # W_hh's gradient is 0 at T = 1
+    return worst
+
+
+def time_torch(p, frac, width, dtype, repeats, cell="rnn"):
     """The same model as PyTorch users write it: nn.Embedding, nn.RNN (relu), nn.Linear,
     cross-entropy and torch.optim.AdamW with the same hyper-parameters. None if PyTorch
     is not importable."""
@@ -86,7 +121,7 @@ def time_torch(p, frac, width, dtype, repeats):
         import torch
     except ImportError:
         return None
-    loss_fn, opt = _torch_model(torch, p, frac, width, dtype)
+    loss_fn, opt = _torch_model(torch, p, frac, width, dtype, cell)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -113,14 +148,14 @@ def time_torch(p, frac, width, dtype, repeats):
             "version": torch.__version__}
 
 
-def time_torch_compiled(p, frac, width, dtype, repeats):
+def time_torch_compiled(p, frac, width, dtype, repeats, cell="rnn"):
     """The PyTorch model above with its loss compiled by torch.compile (inductor, C++ on
     the CPU): compile time excluded. None if PyTorch is not importable or cannot compile."""
     try:
         import torch
     except ImportError:
         return None
-    eager, opt = _torch_model(torch, p, frac, width, dtype)
+    eager, opt = _torch_model(torch, p, frac, width, dtype, cell)
     loss_fn = torch.compile(eager)
 
     def step():
@@ -139,7 +174,21 @@ def time_torch_compiled(p, frac, width, dtype, repeats):
     return {"step": _median_ms(step, repeats), "compile_s": compile_s}
 
 
-def time_jax(p, frac, width, dtype, repeats):
+def _jax_step(jax, jnp, cell, P, x_t, h, c):
+    """One recurrent step in JAX, the equations of tinymod.rnn and tinymod.gated."""
+    if cell == "rnn":
+        return jax.nn.relu(P["E"][x_t] @ P["W_ih"].T + h @ P["W_hh"].T + P["b_h"]), c
+    gi, gh = P["E"][x_t] @ P["W_ih"].T + P["b_ih"], h @ P["W_hh"].T + P["b_hh"]
+    if cell == "gru":
+        r, z = jnp.split(jax.nn.sigmoid(gi[:, :2 * h.shape[1]] + gh[:, :2 * h.shape[1]]), 2, axis=1)
+        n = jnp.tanh(gi[:, 2 * h.shape[1]:] + r * gh[:, 2 * h.shape[1]:])
+        return (1 - z) * n + z * h, c
+    i, f, g, o = jnp.split(gi + gh, 4, axis=1)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    return jax.nn.sigmoid(o) * jnp.tanh(c), c
+
+
+def time_jax(p, frac, width, dtype, repeats, cell="rnn"):
     """The same model and AdamW in JAX, the whole step under one jax.jit: compile time
     excluded. None if JAX is not importable."""
     try:
@@ -151,13 +200,13 @@ def time_jax(p, frac, width, dtype, repeats):
         jax.config.update("jax_enable_x64", True)
     ds = data.make_dataset(p, 2, frac, 0)
     x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
-    params = {k: jnp.asarray(v) for k, v in rnn.init_params(p, width, width, 0, dtype).items()}
+    params = {k: jnp.asarray(v) for k, v in rnn.init_params(p, width, width, 0, dtype, cell=cell).items()}
     lr, b1, b2, eps, wd = 1e-3, 0.9, 0.98, 1e-8, 1.0
 
     def loss_fn(P):
-        h = jnp.zeros((x.shape[0], width), P["E"].dtype)
+        h = c = jnp.zeros((x.shape[0], width), P["E"].dtype)
         for t in range(x.shape[1]):
-            h = jax.nn.relu(P["E"][x[:, t]] @ P["W_ih"].T + h @ P["W_hh"].T + P["b_h"])
+            h, c = _jax_step(jax, jnp, cell, P, x[:, t], h, c)
         logits = h @ P["W_out"].T + P["b_out"]
         return jnp.mean(jax.nn.logsumexp(logits, axis=1) - jnp.take_along_axis(logits, y[:, None], 1)[:, 0])
 
@@ -250,6 +299,13 @@ def worker(threads, repeats, p=113, frac=0.3, width=128):
                               "step_gflop": flops / 1e9,
                               "fraction_of_limit": flops / (ours["step"] / 1e3) / (rate * 1e9),
                               "profile": parts}
+    out["gated"] = {cell: {dtype: {"ours": time_ours(p, frac, width, dtype, repeats, cell)["step"],
+                                   "torch": time_torch(p, frac, width, dtype, repeats, cell),
+                                   "torch_compile": time_torch_compiled(p, frac, width, dtype, repeats, cell),
+                                   "jax_jit": time_jax(p, frac, width, dtype, repeats, cell)}
+                           for dtype in ("float32", "float64")}
+                    for cell in ("gru", "lstm")}
+    out["torch_parity"] = {cell: torch_parity(cell) for cell in ("rnn", "gru", "lstm")}
     return out
 
 

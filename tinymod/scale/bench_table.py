@@ -49,6 +49,7 @@ def render(results, start, waits=None):
               "| part | float32 | float64 |", "|---|---|---|"]
     p32, p64 = (best["rows"][d]["profile"]["parts"] for d in ("float32", "float64"))
     lines += [f"| {name} | {p32[name]:.2f} | {p64[name]:.2f} |" for name in p32]
+    lines += gated_lines(results)
     lines += waits_lines(waits)
     lines += ["", f"Start-up: `tinymod --help` {start['help_s']:.2f} s (imports neither numba nor "
                   f"matplotlib); numba compile on first use {start['numba_compile_s']:.2f} s with an "
@@ -56,6 +57,33 @@ def render(results, start, waits=None):
                   f"float32 benchmark (compiled kernels loaded): "
                   f"{best['rows']['float32']['ours']['first_call_s']:.2f} s."]
     return "\n".join(lines)
+
+
+def gated_lines(results):
+    """Markdown: the gated cells' full-batch step (ours, plain call) beside the same cell in
+    PyTorch (nn.GRU, nn.LSTM), torch.compile and JAX jit."""
+    rows = [(r["threads"], cell, dtype, row) for r in results for cell, by_dtype in r.get("gated", {}).items()
+            for dtype, row in by_dtype.items()]
+    if not rows:
+        return []
+    lines = ["", "Gated cells, the same step (median ms):", "",
+             "| threads | cell | dtype | ours | PyTorch eager | torch.compile | JAX jit | fastest peer vs ours |",
+             "|---|---|---|---|---|---|---|---|"]
+    for threads, cell, dtype, row in rows:
+        peers = {key: _peer_step(row, key) for key in PEERS}
+        measured = {PEERS[k]: v for k, v in peers.items() if v}
+        ratio = "-"
+        if measured:
+            name, fastest = min(measured.items(), key=lambda kv: kv[1])
+            ratio = f"{fastest / row['ours']:.1f}x ({name})"
+        cells = [f"{v:.2f}" if v else "not installed" for v in peers.values()]
+        lines.append(f"| {threads} | {cell} | {dtype} | **{row['ours']:.2f}** | {' | '.join(cells)} | {ratio} |")
+    parity = results[0].get("torch_parity") or {}
+    if any(v is not None for v in parity.values()):
+        lines += ["", "Ours against PyTorch's own cells with our parameters copied in (float64, T = 1 to 3; "
+                      "largest relative difference over the loss and every gradient): "
+                      + ", ".join(f"{cell} {v:.1e}" for cell, v in parity.items() if v is not None) + "."]
+    return lines
 
 
 def waits_lines(waits):

@@ -183,6 +183,8 @@ def _analysis(folder):
             "in_use_logit_energy_share": used["logit_energy_share"],
             "restricted_loss": used["restricted_loss"], "excluded_loss": used["excluded_loss"],
             "model_loss": fourier["model_loss"], "in_use_fits": fits,
+            "svd_energy": {name: e.get("energy_share_key_rank") for name, e in svd.items()},
+            "svd_rank_90": {name: e["rank_90"] for name, e in svd.items()},
             "share_well_explained_nanda": fourier["fits"]["share_well_explained_nanda"],
             "verdicts": {c.claim: c.verdict for c in claims(fourier, svd, ablation)}}
 

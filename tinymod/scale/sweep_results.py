@@ -11,8 +11,10 @@ from tinymod.training import runs
 
 
 def _flat(entry):
-    row = {k: v for k, v in entry.items() if k not in ("settings", "verdicts", "in_use_fits")}
-    row.update({f"in_use_fit_{k}": v for k, v in (entry.get("in_use_fits") or {}).items()})
+    nested = {"in_use_fits": "in_use_fit_", "svd_energy": "svd_energy_", "svd_rank_90": "svd_rank_90_"}
+    row = {k: v for k, v in entry.items() if k not in ("settings", "verdicts", *nested)}
+    for field, prefix in nested.items():
+        row.update({f"{prefix}{k}": v for k, v in (entry.get(field) or {}).items()})
     row.update({f"setting_{k}": v for k, v in (entry.get("settings") or {}).items()})
     row.update({f"verdict: {k}": v for k, v in (entry.get("verdicts") or {}).items()})
     return {k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()}
@@ -76,6 +78,10 @@ def claims_table(entries):
                   f"| excluded loss at the in-use set (train tuples) | {_stats([e.get('excluded_loss') for e in ok])} |",
                   *[f"| {name} at the in-use set | {_stats([(e.get('in_use_fits') or {}).get(name) for e in ok])} |"
                     for name in dict.fromkeys(n for e in ok for n in (e.get("in_use_fits") or {}))],
+                  *[f"| {label.format(name=name)} | {_stats([(e.get(field) or {}).get(name) for e in ok])} |"
+                    for field, label in (("svd_energy", "top 2K singular energy of {name} (K spectral)"),
+                                         ("svd_rank_90", "rank of {name} at 90% energy"))
+                    for name in dict.fromkeys(n for e in ok for n in (e.get(field) or {}))],
                   f"| well-explained units, Nanda's single-frequency measure | "
                   f"{_stats([e.get('share_well_explained_nanda') for e in ok])} |", ""]
         claims = list(dict.fromkeys(c for e in ok for c in e.get("verdicts", {})))
