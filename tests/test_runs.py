@@ -322,7 +322,7 @@ def test_report_on_a_model_without_key_frequencies_says_so(tmp_path):
                                                      "seq_len": 2, "frac": 0.5, "seed": 0, "step": 0})
     result = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("No frequency qualifies as key")
+    assert result.stdout.startswith("No frequency qualifies as key")      # stage lines go to stderr
     assert "No frequency qualifies as key" in (tmp_path / "report.md").read_text()
     f = json.loads((tmp_path / "fourier.json").read_text())
     assert f["in_use_key_frequencies"] == [] and f["fits"]["in_use"] is None     # no frequency: no fit

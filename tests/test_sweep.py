@@ -251,3 +251,12 @@ def test_two_sweeps_into_one_folder_exclude_each_other(tmp_path, cluster):
         result = CliRunner().invoke(main, ["sweep", str(grid(tmp_path, "[grid]\nseed = [0]\n")), "--out",
                                            str(out), "--scheduler", cluster.scheduler_address])
     one_line(result, "is being swept by process")
+
+
+def test_the_time_estimate_weighs_runs_by_their_work(tmp_path):
+    from tinymod.training.config import build
+    rnn_work = sweep.work(build("quick", {}), tmp_path)
+    assert sweep.work(build("quick", {"cell": "gru"}), tmp_path) == 3 * rnn_work
+    assert sweep.work(build("quick", {"steps": 12000}), tmp_path) == 2 * rnn_work
+    (tmp_path / "model.npz").write_bytes(b"")
+    assert sweep.work(build("quick", {}), tmp_path) == 0          # finished: nothing left to do

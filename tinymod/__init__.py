@@ -4,14 +4,14 @@ The package is layered, and data flows one way, down this list:
 
     cli, course          the faces: commands, and the course's helpers
     scale/               sweeps on dask.distributed, the step benchmark
-    reports/             the analysis pipeline (contract 5), the claims, report.md, figures
+    reports/             the analysis pipeline (contract 5), the claims, report.md, figures, progress lines
     analysis/            Fourier basis, tables, fits, key sets, svd, ablation, progress measures
     training/            settings, the training loop, the run folder (contract 3), checkpoints
     model/               backend, data, the RNN, the gated cells, kernels, blocks, reference, AdamW
 
 Every module is also importable by its flat name, the public API the README and the
 lectures use: `from tinymod import rnn`, `from tinymod.kernels import softmax_xent`. The
-README's "Contracts" section fixes the model equations, parameter names and file formats.
+page docs/contracts.md fixes the model equations, parameter names and file formats.
 """
 import importlib
 import importlib.abc
@@ -25,7 +25,7 @@ LAYOUT = {
     "training": ("config", "train", "runs", "checkpoint"),
     "analysis": ("fourier", "tabulate", "fits", "keysets", "svd", "ablate", "partial_sums", "progress",
                  "construct"),
-    "reports": ("pipeline", "claims", "report", "plots"),
+    "reports": ("pipeline", "claims", "report", "plots", "speak"),
     "scale": ("sweep", "sweep_results", "bench", "bench_table"),
 }
 LAYER_OF = {module: layer for layer, modules in LAYOUT.items() for module in modules}

@@ -122,6 +122,13 @@ def train(preset_name, config_file, out, resume, overwrite, **flags):
                    f"checkpoint with: tinymod train --out {out} --resume", err=True)
         raise SystemExit(130) from None
     _print_summary(summary)
+    from tinymod.training import runs
+    kernels = runs.blas_kernels(out)
+    if config.backend == "numpy" and kernels != runs.REFERENCE_KERNELS:
+        click.echo(f"note: this run used the BLAS kernels {kernels or 'of an unrecorded BLAS'}; the README's "
+                   f"numbers came from {runs.REFERENCE_KERNELS} (on x86-64 with AVX2 and FMA, "
+                   f"OPENBLAS_CORETYPE=Haswell gives them bit for bit). Other kernels give another, "
+                   f"equally valid sample.", err=True)
 
 
 def _print_summary(s):
@@ -236,6 +243,7 @@ def report(source, threshold, backend_name):
     """Run fourier, svd and ablate on a run and write report.md beside it: the training
     curves, every figure, and our numbers beside the paper's claims."""
     from tinymod.reports import pipeline, report
+    from tinymod.reports.speak import Voice
     from tinymod.training import runs
     from tinymod.training import train as training
 
@@ -243,7 +251,9 @@ def report(source, threshold, backend_name):
     folder = _output_folder(None, folder)
     rows = runs.read_metrics(folder / runs.METRICS)
     summary = training.summarize(rows, folder) if rows else None
-    path, analyses = pipeline.run_report(params, config, folder, summary, threshold)
+    voice = Voice(lambda line: click.echo(line, err=True))
+    path, analyses = pipeline.run_report(params, config, folder, summary, threshold, voice=voice)
+    voice.finish()
     click.echo(report.claims_text(analyses["fourier"], analyses["svd"], analyses["ablation"]))
     click.echo(f"wrote {path}")
 
@@ -262,15 +272,20 @@ def progress(source, out):
     from tinymod.analysis import progress as measures
     from tinymod.errors import TinymodError
     from tinymod.analysis.keysets import in_use_of
+    from tinymod.reports.speak import Voice
 
     folder = Path(source)
     if not (folder / runs.CONFIG).is_file() or not (folder / runs.MODEL).is_file():
         raise TinymodError(f"{folder} is not a finished tinymod run (it needs config.json and model.npz)")
     measures.snapshots(folder)         # before the costlier in-use key frequencies
     params, config, _ = _load_model(folder)
+    voice = Voice(lambda line: click.echo(line, err=True))
+    voice.stage("the final model's in-use key frequencies")
     key = in_use_of(params, config["activation"], config["seq_len"])
     target = _output_folder(out, folder)
-    click.echo(report.progress_text(pipeline.run_progress(folder, config, key, target), target))
+    found = pipeline.run_progress(folder, config, key, target, voice)
+    voice.finish()
+    click.echo(report.progress_text(found, target))
 
 
 @main.command()

@@ -45,8 +45,8 @@ def remove(params, freqs, site="both"):
 class Evaluator:
     """Accuracy and loss on all pairs and on the run's test split."""
 
-    def __init__(self, p, activation="relu", frac=0.3, seed=0, seq_len=2):
-        self.activation = activation
+    def __init__(self, p, activation="relu", frac=0.3, seed=0, seq_len=2, tick=None):
+        self.activation, self.tick = activation, tick
         self.x_all = all_tuples(p, seq_len)
         self.y_all = targets(self.x_all, p)
         ds = make_dataset(p, seq_len, frac, seed)
@@ -58,6 +58,8 @@ class Evaluator:
         # in batches: the memory of an evaluation does not grow with p**seq_len
         loss, acc = rnn.evaluate(params, on(self.x_all), on(self.y_all), self.activation, EVAL_BATCH)
         test_loss, test_acc = rnn.evaluate(params, on(self.x_test), on(self.y_test), self.activation, EVAL_BATCH)
+        if self.tick:
+            self.tick()
         return {"accuracy": acc, "loss": loss, "test_accuracy": test_acc, "test_loss": test_loss}
 
 
@@ -67,13 +69,19 @@ def cumulative(params, order, evaluate, site):
             for n in range(1, len(order) + 1)]
 
 
-def analyze(params, config, key, strength, site="both", seeds=5):
+def evaluations(p, key, seeds=5):
+    """How many models `analyze` evaluates: the baseline, every frequency alone, the key
+    frequencies one after another, as many non-key ones, and `seeds` random key orders."""
+    return 1 + p // 2 + len(key) * (1 + seeds) + min(len(key), p // 2 - len(key))
+
+
+def analyze(params, config, key, strength, site="both", seeds=5, tick=None):
     """baseline, single (every k), cumulative over key frequencies (strongest first), and
     the controls: as many non-key frequencies (random order, seed 0) and random orders of
-    the key frequencies over `seeds` seeds."""
+    the key frequencies over `seeds` seeds. `tick()` is called after each evaluation."""
     p = params["E"].shape[0]
     evaluate = Evaluator(p, config.get("activation", "relu"), config.get("frac", 0.3),
-                         config.get("seed", 0), config.get("seq_len", 2))
+                         config.get("seed", 0), config.get("seq_len", 2), tick)
     freqs = list(range(1, p // 2 + 1))
     key_order = sorted(key, key=lambda k: -strength[k])
     others = [k for k in freqs if k not in key]

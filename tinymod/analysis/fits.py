@@ -27,11 +27,11 @@ FIT_RULE = {
               "the (a, b) grid, on cos/sin(w_k a) and cos/sin(w_k b); h2: the activation, on "
               "cos/sin of w_k and of m w_k times a, b, a+b and a-b (m = 2 for relu, 3 for tanh: the "
               "activation's own harmonic); logits: each answer's table, on cos/sin(w_k (a+b))"),
-    "T > 2": ("h{t}_preactivation for each step t: on cos/sin of w_k times each token seen x_1..x_t "
-              "and times the running sum s_t; h{T}: the same angles at w_k and m w_k; logits: each "
+    "T > 2": ("h1_preactivation .. hT_preactivation, one per step t: on cos/sin of w_k times each token "
+              "seen x_1..x_t and times the running sum s_t; hT: the same angles at w_k and m w_k; logits: each "
               "answer's table, on cos/sin(w_k s_T)"),
-    "gated": ("{gate}_input for each gate of a GRU (r, z, n) or an LSTM (i, f, g, o): its input "
-              "projection E W_ih^T + b_ih (that gate's block) over a, on cos/sin(w_k a); h{T}: the "
+    "gated": ("r_input, z_input, n_input (GRU) or i_input .. o_input (LSTM), one per gate: its input "
+              "projection E W_ih^T + b_ih (that gate's block) over a, on cos/sin(w_k a); hT: the "
               "hidden state, on cos/sin of w_k and 2 w_k times each token and the sum (T = 2: a, b, "
               "a+b and a-b); logits as above. A gate's pre-activation after step 1 also holds "
               "h_{t-1} W_hh^T, a product of gates, so it is not fitted"),
@@ -215,7 +215,8 @@ def analyze(params, activation, seq_len, logits, hidden, sets):
     """fourier.json's `fits`: per named set ({name: freqs}), the named objects' fits."""
     p = logits.shape[-1]
     objects = named_objects(params, activation, seq_len, logits, hidden)
-    out = {"rule": FIT_RULE, "measures": MEASURES, "well_explained": WELL_EXPLAINED,
+    applies = "gated" if rnn.cell_of(params) != "rnn" else "T = 2" if seq_len == 2 else "T > 2"
+    out = {"rule": FIT_RULE, "applies": applies, "measures": MEASURES, "well_explained": WELL_EXPLAINED,
            "share_well_explained_nanda": nanda_share(hidden) if seq_len == 2 else None,
            "share_rules": {
                "nanda": f"T = 2 only: a unit's single strongest frequency (its a, b and a±b terms) "

@@ -17,6 +17,12 @@ COMPONENTS = {"E": "embedding E", "U": "input table E @ W_ih.T", "W_out": "reado
               "hidden": "hidden h_2 over (a, b)", "logits": "logits over c"}
 
 
+def components(seq_len=2):
+    """COMPONENTS, the hidden state named for `seq_len` tokens."""
+    tokens = "a, b" if seq_len == 2 else ", ".join(f"x_{i}" for i in range(1, seq_len + 1))
+    return {**COMPONENTS, "hidden": f"hidden h_{seq_len} over ({tokens})"}
+
+
 def model_tables(params, activation="relu", seq_len=2):
     """Everything residue-indexed in a model, as float64 NumPy arrays: E (p, D),
     U = E @ W_ih.T (p, H), W_out (p, H), and over all p**T tuples (a grid with one axis per

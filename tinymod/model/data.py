@@ -1,4 +1,4 @@
-"""The data (contract 2, README "Contracts"): every ordered tuple of T residues and its sum mod p.
+"""The data (contract 2, docs/contracts.md): every ordered tuple of T residues and its sum mod p.
 
 Shapes: N = p**T tuples, T tokens each; the tuples are in lexicographic order
 (row n is the base-p digits of n, most significant first).

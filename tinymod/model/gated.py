@@ -1,4 +1,4 @@
-"""Gated cells (contract 1, README "Contracts"): the GRU and the LSTM exactly as
+"""Gated cells (contract 1, docs/contracts.md): the GRU and the LSTM exactly as
 torch.nn.GRU and torch.nn.LSTM compute them, their forward pass and their BPTT.
 
 Letters: B examples, T tokens, p residues, D embedding width, H hidden width, G gates (3 for

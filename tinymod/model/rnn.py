@@ -1,4 +1,4 @@
-"""The model (contract 1, README "Contracts"): a vanilla RNN, its forward pass and its BPTT;
+"""The model (contract 1, docs/contracts.md): a vanilla RNN, its forward pass and its BPTT;
 the gated cells (GRU, LSTM) live in `tinymod.gated`, and every public call here takes
 `cell` ("rnn", "gru" or "lstm"; by default read from the parameters' names and shapes).
 

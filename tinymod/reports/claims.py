@@ -166,7 +166,7 @@ def ablation_claims(ablation_report):
         "removing one key frequency barely hurts", "barely hurts",
         f"worst accuracy after one removal {pct(worst['accuracy']) if worst else 'none'}",
         "reproduced" if worst and worst["accuracy"] >= ROBUST else "not",
-        f"removing any one spectral key frequency keeps at least {pct(ROBUST)} accuracy on all pairs",
+        f"removing any one spectral key frequency keeps at least {pct(ROBUST)} accuracy on all tuples",
         "no spectral key frequency" if not worst else
         f"the worst, k = {worst['frequency']}, leaves {pct(worst['accuracy'])} "
         f"({'≥' if worst['accuracy'] >= ROBUST else '<'} {pct(ROBUST)})")]

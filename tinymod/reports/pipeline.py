@@ -75,21 +75,26 @@ def run_svd(params, config, folder, key):
     return report
 
 
-def run_ablate(params, config, folder, key, strength, site="both", seeds=5):
+def run_ablate(params, config, folder, key, strength, site="both", seeds=5, voice=None):
     """ablation.json over the spectral key frequencies `key`, strongest first by the weights'
     mean share `strength`: removing every frequency that holds energy is what must leave no
     path for the answer."""
-    report = {**ablate.analyze(params, config, key, strength, site, seeds), "key_set": "spectral"}
+    if voice:
+        voice.stage("ablate: removing frequencies", ablate.evaluations(config["p"], key, seeds))
+    report = {**ablate.analyze(params, config, key, strength, site, seeds, voice and voice.tick),
+              "key_set": "spectral"}
     _write(folder, runs.ABLATION_JSON, config, report)
     plots.ablation_single(report, Path(folder) / runs.ABLATION_SINGLE_PNG)
     plots.ablation_cumulative(report, Path(folder) / runs.ABLATION_CUMULATIVE_PNG)
     return report
 
 
-def run_progress(folder, config, key, out=None, on_row=None):
+def run_progress(folder, config, key, out=None, voice=None):
     """progress.json and progress.png for the run in `folder`, at the frequencies `key`."""
     out = Path(out or folder)
-    report = progress.analyze(folder, config, key, on_row)
+    if voice:
+        voice.stage("progress: measuring every snapshot", len(runs.list_snapshots(folder)))
+    report = progress.analyze(folder, config, key, voice and voice.tick)
     _write(out, runs.PROGRESS_JSON, config, report)
     plots.progress(report, out / runs.PROGRESS_PNG)
     return report
@@ -106,24 +111,31 @@ def untrained_control(params, config, key, spectral, threshold=THRESHOLD):
             "svd": svd.analyze(fresh, config["activation"], spectral)}
 
 
-def run_report(params, config, folder, summary=None, threshold=THRESHOLD, snapshots=True):
+def run_report(params, config, folder, summary=None, threshold=THRESHOLD, snapshots=True, voice=None):
     """Every analysis (progress too when the run has snapshots), each computed once, and
-    report.md rendered from them (`summary`: the training summary, if any). Returns (the
-    report's path, {"fourier", "svd", "ablation", "control", "progress"})."""
-    analyses = _analyses(params, config, folder, threshold, snapshots)
+    report.md rendered from them (`summary`: the training summary, if any; `voice`, a
+    tinymod.speak.Voice, says each stage as it starts). Returns (the report's path,
+    {"fourier", "svd", "ablation", "control", "progress"})."""
+    analyses = _analyses(params, config, folder, threshold, snapshots, voice)
     figures = [name for name in runs.TRAINING_FIGURES + runs.ANALYSIS_FIGURES if (Path(folder) / name).exists()]
     text = report.markdown(folder, analyses, summary, figures, config, runs.blas_kernels(folder))
     return runs.write_text(Path(folder) / runs.REPORT_MD, text), analyses
 
 
-def _analyses(params, config, folder, threshold, snapshots):
+def _analyses(params, config, folder, threshold, snapshots, voice=None):
+    say = voice.stage if voice else lambda name: None
+    say("fourier: the model's tables, spectra, key sets and curve, fits")
     found = run_fourier(params, config, folder, threshold)
     spectral, strength = keysets.weight_key_frequencies(params, threshold)
     used = found["in_use_key_frequencies"]
+    say("svd: singular values of the weights and tables")
+    svd_report = run_svd(params, config, folder, spectral)
+    ablation = run_ablate(params, config, folder, spectral, strength, voice=voice)
+    say("control: the same architecture untrained, measured alike")
     control = untrained_control(params, config, used, spectral, threshold)
     _write(folder, runs.CONTROL_JSON, config, {
         "what": "the same architecture at initialisation, measured at the trained model's in-use set",
         "key_frequencies": used, **control})
-    return {"fourier": found, "svd": run_svd(params, config, folder, spectral),
-            "ablation": run_ablate(params, config, folder, spectral, strength), "control": control,
-            "progress": run_progress(folder, config, used) if snapshots and runs.list_snapshots(folder) else None}
+    return {"fourier": found, "svd": svd_report, "ablation": ablation, "control": control,
+            "progress": run_progress(folder, config, used, voice=voice)
+            if snapshots and runs.list_snapshots(folder) else None}

@@ -30,10 +30,12 @@ def _steps(rows):
     return [row["step"] for row in rows]
 
 
-def _step_axis(ax):
-    """Steps on a log axis that still shows step 0: linear from 0 to 1, then logarithmic."""
-    ax.set_xscale("symlog", linthresh=1, linscale=0.5)
-    ax.set_xlabel("step (0, then log scale)")
+def _step_axis(ax, rows=None):
+    """Steps on a log axis that still shows step 0: linear from 0 to the first evaluated step
+    after 0, then logarithmic, so no stretch of the axis is empty of data."""
+    first = min((r["step"] for r in rows or () if r["step"] > 0), default=1)
+    ax.set_xscale("symlog", linthresh=first, linscale=0.3)
+    ax.set_xlabel(f"step (linear to {first}, then log scale)")
     ax.set_xlim(left=0)
 
 
@@ -59,7 +61,7 @@ def training_curves(rows, path, title=""):
     ax_acc.plot(steps, [100 * a for a in _column(rows, "test_acc")], ".-", ms=3, label="test")
     ax_acc.set(ylabel="accuracy (%)", ylim=(-2, 102))
     for ax in (ax_loss, ax_acc):
-        _step_axis(ax)
+        _step_axis(ax, rows)
         _mark_grok(ax, rows)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
@@ -72,7 +74,7 @@ def weight_norm(rows, path, title=""):
     trades memorisation for the Fourier algorithm)."""
     fig, ax = _figure(figsize=(6, 4))
     ax.plot(_steps(rows), _column(rows, "weight_norm"))
-    _step_axis(ax)
+    _step_axis(ax, rows)
     ax.set(ylabel="weight norm ||θ||₂", title=title or "weight norm")
     ax.grid(True, which="both", alpha=0.3)
     return _save(fig, path)
@@ -82,8 +84,8 @@ def fourier_spectra(report, path):
     """Each component's share of non-constant energy per frequency (log scale); key
     frequencies marked."""
     fig, ax = _figure(figsize=(10, 4.5))
-    from tinymod.analysis.tabulate import COMPONENTS
-    for name, label in COMPONENTS.items():
+    from tinymod.analysis.tabulate import components
+    for name, label in components(report["seq_len"]).items():
         spec = report["spectra"][name]
         total = sum(spec[1:]) or 1.0
         ax.plot(range(1, len(spec)), [max(e / total, 1e-12) for e in spec[1:]], marker=".", label=label)
@@ -142,9 +144,7 @@ def clock(report, path):
         xy = np.array(points)
         ax.axis("on")
         ax.scatter(xy[:, 0], xy[:, 1], s=8)
-        step = max(1, len(xy) // 40)
-        for a in range(0, len(xy), step):
-            ax.annotate(str(a), xy[a], fontsize=6)
+        _label_outside(ax, xy, max(1, len(xy) // 16))
         ax.set(aspect="equal", title=f"k = {k}", xticks=[], yticks=[])
     fig.suptitle("the clock: embeddings restricted to each key frequency")
     return _save(fig, path)
@@ -173,15 +173,17 @@ def ablation_single(report, path):
     fig, (ax, ax_loss) = _figure(2, 1, figsize=(10, 6), sharex=True)
     colours = ["C3" if s["is_key"] else "C0" for s in single]
     freqs = [s["frequency"] for s in single]
-    ax.bar(freqs, [100 * s["accuracy"] for s in single], color=colours)
-    ax.axhline(100 * report["baseline"]["accuracy"], color="k", lw=0.8, label="no ablation")
-    ax.set(ylabel="accuracy, all pairs (%)", ylim=(0, 102),
-           title=f"removing one frequency (red: key), site: {report['site']}")
-    ax.legend(loc="lower right")
+    # accuracy lost, in points: bars of 100% would hide the few that move
+    lost = [100 * (report["baseline"]["accuracy"] - s["accuracy"]) for s in single]
+    ax.bar(freqs, lost, color=colours)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(ylabel="accuracy lost, all tuples\n(percentage points)",
+           title=f"removing one frequency (red: key), site: {report['site']}; "
+                 f"no ablation: {100 * report['baseline']['accuracy']:.1f}%")
     # accuracy hardly moves for one frequency; the loss shows what each removal costs
     ax_loss.bar(freqs, [max(s["loss"], 1e-12) for s in single], color=colours)
     ax_loss.axhline(max(report["baseline"]["loss"], 1e-12), color="k", lw=0.8)
-    ax_loss.set(yscale="log", xlabel="frequency removed", ylabel="loss, all pairs (log)")
+    ax_loss.set(yscale="log", xlabel="frequency removed", ylabel="loss, all tuples (log)")
     return _save(fig, path)
 
 
@@ -198,7 +200,7 @@ def ablation_cumulative(report, path):
         ax.plot(*curve(order), color="C1", alpha=0.35, label="key, random orders" if i == 0 else None)
     ax.plot(*curve(report["cumulative"]), "o-", color="C3", label="key, strongest first")
     ax.plot(*curve(report["control_non_key"]), "s-", color="C0", label="non-key (control)")
-    ax.set(xlabel="frequencies removed", ylabel="accuracy, all pairs (%)", ylim=(-2, 102),
+    ax.set(xlabel="frequencies removed", ylabel="accuracy, all tuples (%)", ylim=(-2, 102),
            title="removing frequencies one after another")
     ax.set_xticks(range(len(report["cumulative"]) + 1))            # whole frequencies only
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
@@ -252,10 +254,11 @@ def progress(report, path, title=""):
     for name, label in (("train_acc", "train"), ("test_acc", "test")):
         acc.plot(steps, [100 * r[name] for r in rows], label=label)
     acc.set(ylabel="accuracy (%)", ylim=(-2, 102))
-    for name, label in (("train_loss", "train"), ("test_loss", "test"),
-                        ("restricted_loss", "restricted (all pairs)"),
-                        ("restricted_test_loss", "restricted (test)"), ("excluded_loss", "excluded (train)")):
-        loss.plot(steps, [max(r[name], 1e-12) for r in rows], label=label)
+    for name, label, style in (("train_loss", "train", "-"), ("test_loss", "test", "-"),
+                               ("restricted_loss", "restricted (all tuples)", "-"),
+                               ("restricted_test_loss", "restricted (test)", ":"),     # dotted: the two
+                               ("excluded_loss", "excluded (train)", "-")):             # restricted lines overlap
+        loss.plot(steps, [max(r[name], 1e-12) for r in rows], style, lw=2.2 if style == ":" else 1.2, label=label)
     loss.set(yscale="log", ylabel="cross-entropy loss")
     norm.plot(steps, _column(rows, "weight_norm"), color="k", label="all parameters")
     for name in rows[0]["weight_norm_per_matrix"]:
@@ -273,7 +276,7 @@ def progress(report, path, title=""):
         for phase in report["phases"]:
             ax.axvspan(phase["start"], phase["end"], color=PHASE_COLOURS[phase["name"]], alpha=0.12,
                        label=phase["name"] if ax is acc else None)
-        _step_axis(ax)
+        _step_axis(ax, rows)
         if ax not in axes[-1]:
             ax.set_xlabel("")
         ax.grid(True, which="both", alpha=0.3)
@@ -290,7 +293,8 @@ def grok_steps(groups, path):
     top = max([s for steps in groups.values() for s in steps if s is not None] or [1])
     for i, (name, steps) in enumerate(groups.items()):
         done = [s for s in steps if s is not None]
-        ax.scatter([i] * len(done), done, color="C0")
+        spread = [i + 0.25 * (j / max(len(done) - 1, 1) - 0.5) for j in range(len(done))]   # side by side
+        ax.scatter(spread, sorted(done), color="C0", alpha=0.8)
         missing = len(steps) - len(done)
         if missing:
             ax.scatter([i] * missing, [1.1 * top] * missing, marker="x", color="C3",
@@ -324,6 +328,19 @@ def phase_diagram(cells, axes, path):
     return _save(fig, path)
 
 
+def _label_outside(ax, xy, step):
+    """Label every `step`-th point with its index, pushed out from the centre along its radius
+    so that neighbours on a circle do not print over each other."""
+    import numpy as np
+    centre = xy.mean(axis=0)
+    reach = np.linalg.norm(xy - centre, axis=1).max() or 1.0
+    for i in range(0, len(xy), step):
+        out = xy[i] - centre
+        out = out / (np.linalg.norm(out) or 1.0)
+        ax.annotate(str(i), xy[i] + 0.12 * reach * out, fontsize=7, ha="center", va="center")
+    ax.margins(0.15)
+
+
 def clock_through_time(partial, path):
     """h_t projected on the strongest key frequency's plane (from h_1), averaged over the
     tuples with each running sum s_t, for t = 1..T: a clock of s_t draws a circle in the
@@ -335,9 +352,7 @@ def clock_through_time(partial, path):
     for t, ax in enumerate(axes[0], 1):
         xy = np.array(clock["points"][t - 1])
         ax.scatter(xy[:, 0], xy[:, 1], s=10, c=np.arange(len(xy)), cmap="twilight")
-        step = max(1, len(xy) // 30)
-        for s in range(0, len(xy), step):
-            ax.annotate(str(s), xy[s], fontsize=6)
+        _label_outside(ax, xy, max(1, len(xy) // 16))
         frac = partial["steps"][t - 1]["fraction_explained"]
         ax.set(aspect="equal", xticks=[], yticks=[],
                title=f"h_{t} by s_{t}" + (f" ({100 * frac:.0f}% explained by s_{t})" if frac is not None else ""))

@@ -3,7 +3,7 @@ tinymod.pipeline computes and writes; nothing here computes a measure."""
 import math
 
 from tinymod.analysis.keysets import SET_FIELDS
-from tinymod.analysis.tabulate import COMPONENTS
+from tinymod.analysis.tabulate import components
 from tinymod.reports.claims import NO_KEY, claims, freqs_text, pct, pct_or_none
 from tinymod.training import runs
 
@@ -43,10 +43,11 @@ def fourier_tables(r):
     lines = ["Energy at each set (share of each component's non-constant energy).", ""]
     lines += _table(["component", *[name.replace("_", "-") for name in SET_FIELDS]],
                     [[label, *[pct(r["energy_share_by_set"][s][n]) for s in SET_FIELDS]]
-                     for n, label in COMPONENTS.items()])
+                     for n, label in components(r["seq_len"]).items()])
     fits = r["fits"]
     lines += ["", f"Fits of named objects ({fits['measures']}):", ""]
-    for rule in (fits["rule"]["T = 2" if r["seq_len"] == 2 else "T > 2"], fits["rule"]["all"]):
+    applies = fits.get("applies") or ("T = 2" if r["seq_len"] == 2 else "T > 2")      # older files lack it
+    for rule in (fits["rule"][applies], fits["rule"]["all"]):
         lines.append(f"- {rule}")
     lines.append("")
     rows = []
@@ -99,20 +100,48 @@ def control_table(trained, control):
     def fit(name):
         return lambda m: "—" if at_s(m, "fits") is None else f"{at_s(m, 'fits')[name]['fvu']:.3g}"
     rows = [
-        row("accuracy on all pairs", lambda m: pct(m["fourier"]["accuracy_all_pairs"])),
+        row("accuracy on all tuples", lambda m: pct(m["fourier"]["accuracy_all_pairs"])),
         *[row(f"{name.replace('_', '-')} key count (own)", lambda m, f=field: len(m["fourier"][f]))
           for name, field in SET_FIELDS.items()],
         *[row(f"energy at S: {label}", lambda m, n=n: pct(at_s(m, "energy_share_by_set")[n]))
-          for n, label in COMPONENTS.items()],
+          for n, label in components(t["fourier"]["seq_len"]).items()],
         *[row(f"{name.replace('_', ' ')} fit FVU at S", fit(name)) for name in at_s(t, "fits") or ()
           if name == "h1_preactivation" or name.endswith("_input")],
         row("logit fit FVU at S", fit("logits")),
-        row("restricted loss at S (all pairs)", lambda m: f"{at_s(m, 'key_sets')['restricted_loss']:.3g}"),
-        row("excluded loss at S (train pairs)", lambda m: f"{at_s(m, 'key_sets')['excluded_loss']:.3g}"),
+        row("restricted loss at S (all tuples)", lambda m: f"{at_s(m, 'key_sets')['restricted_loss']:.3g}"),
+        row("excluded loss at S (train tuples)", lambda m: f"{at_s(m, 'key_sets')['excluded_loss']:.3g}"),
         row(f"top {2 * len(t['fourier']['key_frequencies'])} singular energy of E @ W_ih.T (2 per spectral key frequency)", lambda m: pct_or_none(m["svd"]["E @ W_ih.T"].get("energy_share_key_rank"))),
         row("rank of E @ W_ih.T at 90% energy", lambda m: m["svd"]["E @ W_ih.T"]["rank_90"]),
     ]
     return _table(["measure", "trained", "untrained control"], rows)
+
+
+def in_short(f, svd_report, rows, progress_report=None):
+    """One conclusion sentence per section of report.md, by section."""
+    tally = {}
+    for c in rows:
+        word = ("not" if c.verdict.startswith("not") else
+                "reproduced" if c.verdict.startswith("reproduced") and ", not" not in c.verdict else "partly")
+        tally[word] = tally.get(word, 0) + 1
+    fits, sets, last = f["fits"]["in_use"], f["key_sets"], f["partial_sums"]["steps"][-1]
+    ranks = [e["rank_90"] for e in svd_report.values()]
+    out = {"claims": f"{tally.get('reproduced', 0)} of {len(rows)} claims reproduced, {tally.get('partly', 0)} "
+                     f"partly, {tally.get('not', 0)} not, on this one sample; the why column says what decided each.",
+           "sets": f"the model uses {sets['in_use']['size']} frequencies (in use), {sets['functional']['size']} "
+                   f"suffice on their own (functional) and {sets['spectral']['size']} hold its weights' energy "
+                   f"(spectral), of {f['p'] // 2}.",
+           "fourier": "no frequency is in use, so nothing is fitted." if not fits else
+                      f"at the in-use set Fourier multiplication leaves {pct(fits['logits']['fvu'])} of the logits' "
+                      f"variance unexplained, and the worst-fitted object is {max(fits, key=lambda o: fits[o]['fvu'])} "
+                      f"({pct(max(e['fvu'] for e in fits.values()))}).",
+           "running": f"at the last step the running sum's terms explain "
+                      f"{pct_or_none(last['fraction_explained'])} of h_{last['t']}, the separate tokens' terms "
+                      f"{pct_or_none(last['fraction_explained_by_tokens'])}.",
+           "rank": f"at 90% of the energy the matrices need rank {min(ranks)} to {max(ranks)}."}
+    if progress_report:
+        out["progress"] = "phases: " + ", ".join(
+            f"{ph['name']} to step {ph['end']}{' (open)' if ph['open'] else ''}" for ph in progress_report["phases"]) + "."
+    return {name: f"*In short:* {text[0].upper()}{text[1:]}" for name, text in out.items()}
 
 
 def one_sample(config, kernels=None):
@@ -128,6 +157,8 @@ def markdown(run, analyses, summary=None, figures=(), config=None, kernels=None)
     f, svd_report, ablation_report = analyses["fourier"], analyses["svd"]["matrices"], analyses["ablation"]
     control, progress_report = analyses.get("control"), analyses.get("progress")
     lines = [f"# tinymod report: {run}", "", f"The model at step {f['model_step']}.", ""]
+    rows = claims(f, svd_report, ablation_report)
+    short = in_short(f, svd_report, rows, progress_report)
     if summary:
         grok = (f"test accuracy first reached 99% at step {summary['grok_step']} "
                 f"({summary['grok_seconds']:.1f} s)" if summary["grok_step"] is not None
@@ -142,14 +173,15 @@ def markdown(run, analyses, summary=None, figures=(), config=None, kernels=None)
         lines += _table(["phase", "from step", "to step", "rule"],
                         [[ph["name"], ph["start"], f"{ph['end']}{' (open)' if ph['open'] else ''}",
                           progress_report["phase_rules"][ph["name"]]] for ph in progress_report["phases"]])
-        lines += ["", f"![progress]({runs.PROGRESS_PNG})", ""]
+        lines += ["", short["progress"], "", f"![progress]({runs.PROGRESS_PNG})", ""]
     lines += ["## The paper's claims, and ours", "", one_sample(config or {}, kernels), ""]
     if not f["key_frequencies"]:
         lines += [NO_KEY, ""]
-    lines += _table(["claim", "paper", "ours", "verdict", "criterion", "why"], claims(f, svd_report, ablation_report))
-    lines += ["", "## Which frequencies the model uses", "", *key_set_tables(f), ""]
-    lines += ["## Fourier structure", "", *fourier_tables(f), ""]
-    lines += ["## The running sum through the sequence", "", *running_sum_tables(f["partial_sums"]), ""]
+    lines += _table(["claim", "paper", "ours", "verdict", "criterion", "why"], rows) + ["", short["claims"]]
+    lines += ["", "## Which frequencies the model uses", "", short["sets"], "", *key_set_tables(f), ""]
+    lines += ["## Fourier structure", "", *fourier_tables(f), "", short["fourier"], ""]
+    lines += ["## The running sum through the sequence", "", *running_sum_tables(f["partial_sums"]), "",
+              short["running"], ""]
     if control:
         lines += ["## Beside an untrained control", "",
                   "The same architecture at initialisation (same seed). Measures taken at a key set "
@@ -161,7 +193,7 @@ def markdown(run, analyses, summary=None, figures=(), config=None, kernels=None)
     lines += _table(["matrix", "shape", "rank at 90%", "rank at 99%", "energy in top 2 × spectral key"],
                     [[name, f"{e['shape'][0]} × {e['shape'][1]}", e["rank_90"], e["rank_99"],
                       pct_or_none(e.get("energy_share_key_rank"))] for name, e in svd_report.items()])
-    lines += ["", "## Figures", ""]
+    lines += ["", short["rank"], "", "## Figures", ""]
     lines += [f"![{name}]({name})" for name in figures]
     return "\n".join(lines) + "\n"
 
@@ -186,7 +218,7 @@ def fourier_text(r, folder):
                      f"{e['restricted_loss']:>17.3g}{e['excluded_loss']:>23.3g}")
     lines += ["", f"{'energy at each set':<32}" + "".join(f"{n.replace('_', ' '):>12}" for n in SET_FIELDS)]
     lines += [f"{label:<32}" + "".join(f"{100 * r['energy_share_by_set'][s][name]:>11.1f}%" for s in SET_FIELDS)
-              for name, label in COMPONENTS.items()]
+              for name, label in components(r["seq_len"]).items()]
     if r["fits"]["in_use"]:
         lines += ["", f"{'fit at the in-use set':<24}{'FVU':>10}{'median unit':>13}{'relative L2':>13}"]
         lines += [f"{name:<24}{e['fvu']:>10.3g}{e['fvu_median_unit']:>13.3g}{e['relative_l2']:>13.3g}"

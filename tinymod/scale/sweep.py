@@ -275,14 +275,34 @@ def _lock_folder(out):
         raise TinymodError(f"cannot write to {out}: {e.strerror or e}") from None
 
 
+def work(config, folder):
+    """A run's rough cost, for the time estimate: steps x train examples x hidden width x
+    gates (a finished run in `folder` costs nothing)."""
+    if (folder / runs.MODEL).is_file():
+        return 0
+    gates = {"gru": 3, "lstm": 4}.get(config.cell, 1)
+    return config.steps * round(config.frac * config.p ** config.seq_len) * config.d_hidden * gates
+
+
+def _heartbeat(echo, start, state, every=60.0):
+    """Say every `every` seconds that the sweep is alive, until state["stop"] is set."""
+    while not state["stop"].wait(every):
+        echo(f"{state['done']}/{state['total']} runs done, {time.perf_counter() - start:.0f} s, still running")
+
+
 def _run_tasks(client, cluster, combos, out, report, axes, echo):
     start = time.perf_counter()
     entries, futures = {}, []
+    costs = {name: work(config, out / name) for name, _, config in combos}
+    state = {"stop": threading.Event(), "done": 0, "total": len(combos)}
+    echo(f"{len(combos)} runs ({sum(1 for c in costs.values() if c == 0)} already finished) on "
+         f"{len(client.scheduler_info().get('workers', {})) or 'the'} worker(s); an estimate follows each finished run")
+    threading.Thread(target=_heartbeat, args=(echo, start, state), daemon=True).start()
     try:
         from dask.distributed import as_completed
         futures = [client.submit(task, name, settings, str(out / name), report, key=f"tinymod-{name}",
                                  pure=False) for name, settings, _ in combos]
-        failed = 0
+        failed, spent = 0, 0
         for done, future in enumerate(as_completed(futures), 1):
             try:
                 entry = future.result()
@@ -292,8 +312,10 @@ def _run_tasks(client, cluster, combos, out, report, axes, echo):
                          "error": f"{type(e).__name__}: {e}".splitlines()[0]}
             entries[entry["name"]] = entry
             failed += entry["status"] != "ok"
+            state["done"], spent = done, spent + costs.get(entry["name"], 0)
             elapsed = time.perf_counter() - start
-            left = elapsed / done * (len(futures) - done)
+            remaining = sum(costs.values()) - spent               # by work, not by count of runs
+            left = elapsed / spent * remaining if spent else elapsed / done * (len(futures) - done)
             echo(f"{done}/{len(futures)} runs done, {failed} failed, {elapsed:.0f} s, about {left:.0f} s left"
                  f" ({entry['name']}: {entry['status']}{', skipped' if entry.get('skipped') else ''})")
     except KeyboardInterrupt:
@@ -301,6 +323,7 @@ def _run_tasks(client, cluster, combos, out, report, axes, echo):
         raise TinymodError("sweep cancelled; every file is whole, and calling it again "
                            "completes what is missing") from None
     finally:
+        state["stop"].set()
         client.close()
         if cluster is not None:
             cluster.close()

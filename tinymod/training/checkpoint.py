@@ -1,4 +1,4 @@
-"""Checkpoints (contract 4, README "Contracts"): atomic .npz files, loaded with allow_pickle=False
+"""Checkpoints (contract 4, docs/contracts.md): atomic .npz files, loaded with allow_pickle=False
 and validated, with a precise message for each fault.
 
 Layout of one file: the cell's parameter arrays under their names (six for the vanilla

@@ -148,13 +148,13 @@ class TrainConfig:
 FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig))
 
 PRESETS = {
-    # The standard grokking recipe. Slow to generalise: see the README.
+    # The standard grokking recipe. Slow to generalise: see docs/training.md.
     "paper": TrainConfig(preset="paper"),
     # The paper's model and p, with half of the pairs to learn from and lr 3e-3: groks in
-    # about a thousand steps (README, "Training"), then trains on so the structure sharpens.
+    # about a thousand steps (docs/training.md), then trains on so the structure sharpens.
     "default": TrainConfig(preset="default", frac=0.5, lr=3e-3, steps=5000),
     # Three tokens, (a + b + c) mod p: all 31**3 triples, 30% to learn from; groks in about
-    # 2,600 steps, then trains on so the structure sharpens (README, "Three tokens").
+    # 2,600 steps, then trains on so the structure sharpens (docs/beyond.md).
     "sum3": TrainConfig(preset="sum3", p=31, seq_len=3, frac=0.3, lr=3e-3, steps=5000),
     # A small p for tests and lectures: groks in seconds.
     "quick": TrainConfig(preset="quick", p=31, frac=0.7, d_embed=64, d_hidden=64, lr=3e-3,

@@ -74,6 +74,9 @@ def analysis_folder(model_path):
     return path.parent if path.name == MODEL else path.parent / path.stem
 
 
+REFERENCE_KERNELS = "openblas Haswell"    # the kernels the README's and the lectures' numbers came from
+
+
 def blas_kernels(folder):
     """The BLAS kernels the run trained with, as its config.json records them ("openblas
     Haswell"), or None. `folder` is the run, or a checkpoint's analysis folder inside it
