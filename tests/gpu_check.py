@@ -74,7 +74,7 @@ def main():
     ok = backend_tests()
     ok &= agreement(cp)
     sync = cp.cuda.Stream.null.synchronize
-    print(f"\n| setting | B | dtype | CPU ms/step | GPU ms/step | GPU speed-up |\n|---|---|---|---|---|---|")
+    print("\n| setting | B | dtype | CPU ms/step | GPU ms/step | GPU speed-up |\n|---|---|---|---|---|---|")
     for label, p, frac, width in SETTINGS:
         for dtype in ("float32", "float64"):
             large = p > 500

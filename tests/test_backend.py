@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from strategies import models
 from tinymod.analysis import ablate, fourier
 from tinymod.model import backend, optim, rnn
-from tinymod.model.kernels import softmax_xent
 
 BACKEND = os.environ.get("TINYMOD_TEST_BACKEND", "strict")   # "cupy" in make gpu-check
 strict = pytest.importorskip("array_api_strict") if BACKEND == "strict" else None
