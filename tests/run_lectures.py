@@ -25,7 +25,6 @@ from pathlib import Path
 LECTURES = Path(__file__).resolve().parent.parent / "lectures"
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 KERNELS = doctest.register_optionflag("KERNELS")     # output depends on the BLAS kernels
-REFERENCE_KERNELS = "openblas Haswell"               # what the lectures' outputs came from
 FORCE_FALLBACK = "TINYMOD_LECTURES_FALLBACK"
 PINNED_ENV = {}
 if platform.machine().lower() in ("x86_64", "amd64"):
@@ -60,8 +59,8 @@ def fallback():
     if forced in ("0", "1"):
         return forced == "1"
     from tinymod.model import blocks
-    kernels = ", ".join(f"{b['internal_api']} {b.get('architecture') or ''}".strip() for b in blocks.blas_info())
-    return kernels != REFERENCE_KERNELS
+    from tinymod.training import runs
+    return runs.describe_blas(blocks.blas_info()) != runs.REFERENCE_KERNELS
 
 
 def _run_here(path, workdir):

@@ -151,7 +151,7 @@ def preactivations(params, activation, seq_len):
     return out, tokens, act
 
 
-def gated_objects(params, seq_len, hidden):
+def gated_objects(params, cell, seq_len, hidden):
     """The gated cell's objects (FIT_RULE "gated"): each gate's input projection over a, and
     h_T over the tuples."""
     P = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}
@@ -159,7 +159,7 @@ def gated_objects(params, seq_len, hidden):
     U = P["E"] @ P["W_ih"].T + P["b_ih"]                            # (p, G*H)
     a = np.arange(p)
     objects = {f"{g}_input": (U[:, i * H:(i + 1) * H], [a], (1,))
-               for i, g in enumerate(gated.GATES[rnn.cell_of(params)])}
+               for i, g in enumerate(gated.GATES[cell])}
     tokens = all_tuples(p, seq_len)
     angles = [*tokens.T, tokens.sum(axis=1)] + ([tokens[:, 0] - tokens[:, 1]] if seq_len == 2 else [])
     objects[f"h{seq_len}"] = (hidden.reshape(-1, H), angles, (1, GATED_HARMONIC))
@@ -168,9 +168,9 @@ def gated_objects(params, seq_len, hidden):
 
 def named_objects(params, activation, seq_len, logits, hidden=None):
     """{name: (Y (N, units), angles, multiples)} for FIT_RULE at this T and cell."""
-    p = logits.shape[-1]
-    if rnn.cell_of(params) != "rnn":
-        return {**gated_objects(params, seq_len, hidden),
+    p, cell = logits.shape[-1], rnn.cell_of(params)
+    if cell != "rnn":
+        return {**gated_objects(params, cell, seq_len, hidden),
                 "logits": (logits.reshape(-1, p), [grid_sums(seq_len, p)], (1,))}
     pre, tokens, act = preactivations(params, activation, seq_len)
     harmonic = (1, HARMONIC[activation])

@@ -6,8 +6,9 @@ Letters: N = p**T tuples, H hidden units, K key frequencies.
 For each t the variance of h_t over all tuples (each unit centred, pooled over units) is
 fitted twice by least squares, on a constant and, for every key frequency, either the
 running sum's terms cos/sin(w_k s_t) (`fraction_explained`) or the individual tokens' terms
-cos/sin(w_k x_j), j <= t (`fraction_explained_by_tokens`). A network that carries a clock of s_t scores high on the first at every t; one that keeps
-the tokens apart scores higher on the second. At t = 1 both are the same fit.
+cos/sin(w_k x_j), j <= t (`fraction_explained_by_tokens`). A network that carries a clock
+of s_t scores high on the first at every t; one that keeps the tokens apart scores higher
+on the second. At t = 1 both are the same fit.
 """
 import math
 

@@ -18,8 +18,9 @@ def matrices(params, activation="relu"):
     gated cell's W_ih and W_hh are taken gate by gate (`gated_matrices`)."""
     P = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}   # SVDs run on the host
     U = P["E"] @ P["W_ih"].T                                    # (p, H) second-token table
-    if rnn.cell_of(params) != "rnn":
-        return gated_matrices(P, U, gated.GATES[rnn.cell_of(params)])
+    cell = rnn.cell_of(params)
+    if cell != "rnn":
+        return gated_matrices(P, U, gated.GATES[cell])
     pre1 = U + P["b_h"]
     H1 = np.maximum(pre1, 0) if activation == "relu" else np.tanh(pre1)
     return {

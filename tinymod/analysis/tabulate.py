@@ -41,7 +41,8 @@ def model_tables(params, activation="relu", seq_len=2):
     grid = (p,) * seq_len
     return {"E": host["E"], "U": host["E"] @ host["W_ih"].T, "W_out": host["W_out"],
             "hidden": hs[-1].reshape(grid + (-1,)), "logits": to_numpy(logits).reshape(grid + (p,)),
-            "hs": hs, "tokens": tokens, "W_hh": host["W_hh"] if "b_h" in host else None}   # W_hh: the vanilla cell's rotation
+            "hs": hs, "tokens": tokens,
+            "W_hh": host["W_hh"] if rnn.cell_of(params) == "rnn" else None}   # the vanilla cell's rotation
 
 
 def hidden_by_sum(hidden):

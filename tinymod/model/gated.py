@@ -29,6 +29,12 @@ from tinymod.model.kernels import scatter_add_rows
 GATES = {"gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
 
 
+def gate_count(cell):
+    """G, the pre-activation blocks a step computes: 3 for the GRU, 4 for the LSTM, 1 for the
+    vanilla cell."""
+    return len(GATES.get(cell, ("h",)))
+
+
 class Cache(NamedTuple):
     """What the forward pass keeps for backward, and why: each step's activated gates (their
     derivatives are functions of the gate values themselves), the GRU's gh_n (the reset gate

@@ -6,6 +6,8 @@ Slow on purpose (every step does every matmul per example); tests assert that
 """
 import numpy as np
 
+from tinymod.model.gated import gate_count
+
 
 def _act(pre, relu):
     return np.maximum(pre, 0) if relu else np.tanh(pre)
@@ -59,7 +61,7 @@ def _split(array, G):
 def forward_gated_plain(params, x, cell):
     """logits (B, p) and the cache of a GRU or an LSTM, torch.nn.GRU's and torch.nn.LSTM's
     equations gate by gate, every step per example."""
-    G = {"gru": 3, "lstm": 4}[cell]
+    G = gate_count(cell)
     W_i, W_h = _split(params["W_ih"], G), _split(params["W_hh"], G)
     b_i, b_h = _split(params["b_ih"], G), _split(params["b_hh"], G)
     B, T = x.shape
@@ -90,7 +92,7 @@ def forward_gated_plain(params, x, cell):
 def backward_gated_plain(params, cache, dlogits):
     """The same loop run backwards, gate by gate: every gradient accumulates with +=."""
     x, steps, cell = cache
-    G = {"gru": 3, "lstm": 4}[cell]
+    G = gate_count(cell)
     T = x.shape[1]
     W_i, W_h = _split(params["W_ih"], G), _split(params["W_hh"], G)
     grads = {name: np.zeros_like(value) for name, value in params.items()}

@@ -52,7 +52,7 @@ def param_shapes(p, d_embed, d_hidden, cell="rnn"):
     if check_cell(cell) == "rnn":
         return {"E": (p, D), "W_ih": (H, D), "W_hh": (H, H), "b_h": (H,),
                 "W_out": (p, H), "b_out": (p,)}
-    G = len(gated.GATES[cell])
+    G = gated.gate_count(cell)
     return {"E": (p, D), "W_ih": (G * H, D), "W_hh": (G * H, H), "b_ih": (G * H,),
             "b_hh": (G * H,), "W_out": (p, H), "b_out": (p,)}
 
@@ -64,7 +64,7 @@ def cell_of(params, cell=None):
         found = "rnn"
     else:
         gates = params["W_hh"].shape[0] // max(params["W_hh"].shape[1], 1)
-        found = {3: "gru", 4: "lstm"}.get(gates)
+        found = next((c for c in gated.GATES if gated.gate_count(c) == gates), None)
     if found is None or (cell is not None and check_cell(cell) != found):
         raise ValueError(f"the parameters ({', '.join(params)}; W_hh {tuple(params['W_hh'].shape)}) "
                          f"are not those of the {cell or 'known'} cell")
@@ -182,13 +182,12 @@ _workspace = _Workspace()
 def _hidden(params, x, activation, xp, work=None, cell="rnn"):
     """h_T (B, H) and the cache: the recurrence, without the readout. With `work`, the
     vanilla cell's per-example states are written into its buffers."""
+    _check_ids(x, params["E"].shape[0], "token")
     if cell != "rnn":
-        _check_ids(x, params["E"].shape[0], "token")
         return gated.hidden(params, x, cell, xp)
     relu = _check_activation(activation)
     E, W_ih, W_hh, b_h = params["E"], params["W_ih"], params["W_hh"], params["b_h"]
     T = x.shape[1]
-    _check_ids(x, E.shape[0], "token")
     U = E @ W_ih.T                                   # (p, H) what each token writes in
     # h_0 @ W_hh.T is 0, but the contract computes it, and 0 * NaN or 0 * inf is NaN:
     # keep that term (H,), so a non-finite W_hh is never hidden, even at T = 1

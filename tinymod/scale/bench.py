@@ -180,8 +180,9 @@ def _jax_step(jax, jnp, cell, P, x_t, h, c):
         return jax.nn.relu(P["E"][x_t] @ P["W_ih"].T + h @ P["W_hh"].T + P["b_h"]), c
     gi, gh = P["E"][x_t] @ P["W_ih"].T + P["b_ih"], h @ P["W_hh"].T + P["b_hh"]
     if cell == "gru":
-        r, z = jnp.split(jax.nn.sigmoid(gi[:, :2 * h.shape[1]] + gh[:, :2 * h.shape[1]]), 2, axis=1)
-        n = jnp.tanh(gi[:, 2 * h.shape[1]:] + r * gh[:, 2 * h.shape[1]:])
+        H = h.shape[1]
+        r, z = jnp.split(jax.nn.sigmoid(gi[:, :2 * H] + gh[:, :2 * H]), 2, axis=1)
+        n = jnp.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
         return (1 - z) * n + z * h, c
     i, f, g, o = jnp.split(gi + gh, 4, axis=1)
     c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)

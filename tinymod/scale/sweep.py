@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from tinymod.model.gated import gate_count
 from tinymod.scale.sweep_results import write_results
 from tinymod.training import runs
 from tinymod.training.config import FIELDS, build, coerce, read_table
@@ -280,8 +281,8 @@ def work(config, folder):
     gates (a finished run in `folder` costs nothing)."""
     if (folder / runs.MODEL).is_file():
         return 0
-    gates = {"gru": 3, "lstm": 4}.get(config.cell, 1)
-    return config.steps * round(config.frac * config.p ** config.seq_len) * config.d_hidden * gates
+    examples = round(config.frac * config.p ** config.seq_len)
+    return config.steps * examples * config.d_hidden * gate_count(config.cell)
 
 
 def _heartbeat(echo, start, state, every=60.0):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tinymod.model.backend import BACKENDS
 from tinymod.errors import TinymodError
+from tinymod.model.gated import gate_count
 from tinymod.model.rnn import ACTIVATIONS, CELLS, DTYPES
 
 MAX_EXAMPLES = 5_000_000   # p**seq_len above this would not fit a laptop's memory
@@ -132,7 +133,7 @@ class TrainConfig:
         B = min(self.batch_size or n_train, n_train)
         E = min(EVAL_BATCH, max(n_train, n - n_train))
         H, T, p = self.d_hidden, self.seq_len, self.p
-        G = {"gru": 3, "lstm": 4}.get(self.cell, 1)                   # gates
+        G = gate_count(self.cell)
         params = p * self.d_embed + G * H * self.d_embed + G * H * H + 2 * G * H + p * H + p
         per_step = 2 * B * p + B * H * (T + 2) * (3 * G if G > 1 else 1)   # a gated step keeps its gates
         per_eval = 2 * E * p + E * H * T

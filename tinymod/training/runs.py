@@ -77,6 +77,12 @@ def analysis_folder(model_path):
 REFERENCE_KERNELS = "openblas Haswell"    # the kernels the README's and the lectures' numbers came from
 
 
+def describe_blas(blas):
+    """BLAS libraries as threadpoolctl describes them (config.json's `blas`), in a few words:
+    "openblas Haswell"."""
+    return ", ".join(f"{b['internal_api']} {b.get('architecture') or ''}".strip() for b in blas) or None
+
+
 def blas_kernels(folder):
     """The BLAS kernels the run trained with, as its config.json records them ("openblas
     Haswell"), or None. `folder` is the run, or a checkpoint's analysis folder inside it
@@ -85,8 +91,7 @@ def blas_kernels(folder):
     if config is None:
         return None
     try:
-        blas = json.loads(config.read_text()).get("blas") or []
-        return ", ".join(f"{b['internal_api']} {b.get('architecture') or ''}".strip() for b in blas) or None
+        return describe_blas(json.loads(config.read_text()).get("blas") or [])
     except (OSError, ValueError, AttributeError, KeyError, TypeError):     # a damaged record
         return None
 
