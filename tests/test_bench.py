@@ -36,6 +36,15 @@ def test_render_compares_the_plain_call_with_the_fastest_peer():
     assert "not installed" in text and "torch.compile failed: no compiler" in text
 
 
+def test_a_remainder_below_zero_is_said_to_be_unresolved_not_printed_negative():
+    start = {"help_s": 0.2, "numba_compile_s": 2.0, "numba_cached_s": 0.5}
+    result = fake(2, 6.0, 30.0)
+    result["rows"]["float32"]["profile"]["parts"]["everything else"] = -0.06
+    text = bench.render([result], start)
+    assert "| everything else | < 0 (not resolved: the parts timed alone took longer) | 2.00 |" in text
+    assert "-0.06" not in text
+
+
 @pytest.mark.parametrize("threads", ["0", "two", ""])
 def test_bad_thread_counts(threads):
     result = CliRunner().invoke(main, ["bench", "--threads", threads])

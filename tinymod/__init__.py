@@ -4,7 +4,8 @@ The package is layered, and data flows one way, down this list:
 
     cli, course          the faces: commands, and the course's helpers
     scale/               sweeps on dask.distributed, the step benchmark
-    reports/             the analysis pipeline (contract 5), the claims, report.md, figures, progress lines
+    reports/             the analysis pipeline (contract 5), the claims, report.md, figures (the course's
+                         pictures too), progress lines
     analysis/            Fourier basis, tables, fits, key sets, svd, ablation, progress measures
     training/            settings, the training loop, the run folder (contract 3), checkpoints
     model/               backend, data, the RNN, the gated cells, kernels, blocks, reference, AdamW
@@ -25,7 +26,7 @@ LAYOUT = {
     "training": ("config", "train", "runs", "checkpoint"),
     "analysis": ("fourier", "tabulate", "fits", "keysets", "svd", "ablate", "partial_sums", "progress",
                  "construct"),
-    "reports": ("pipeline", "claims", "report", "plots", "speak"),
+    "reports": ("pipeline", "claims", "report", "plots", "pictures", "speak"),
     "scale": ("sweep", "sweep_results", "bench", "bench_table"),
 }
 LAYER_OF = {module: layer for layer, modules in LAYOUT.items() for module in modules}

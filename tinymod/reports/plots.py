@@ -358,18 +358,3 @@ def clock_through_time(partial, path):
                title=f"h_{t} by s_{t}" + (f" ({100 * frac:.0f}% explained by s_{t})" if frac is not None else ""))
     fig.suptitle(f"the clock of the running sum, frequency {clock['frequency']}")
     return _save(fig, path)
-
-
-def clock_frames(frames, k, path):
-    """The embedding restricted to frequency k (its clock), one panel per snapshot, on one
-    scale: `frames` is [(step, xy (p, 2) from tabulate.clock_coordinates, the norm of the
-    whole centred embedding)], and each panel is drawn relative to that norm, so the circle's
-    size is the share of the embedding that frequency k holds."""
-    import numpy as np
-    fig, axes = _figure(1, len(frames), figsize=(2.6 * len(frames), 3.0), squeeze=False, sharex=True, sharey=True)
-    for ax, (step, xy, norm) in zip(axes[0], frames):
-        xy = np.asarray(xy) / (norm or 1.0)
-        ax.scatter(xy[:, 0], xy[:, 1], s=9, c=(k * np.arange(len(xy))) % len(xy), cmap="twilight")
-        ax.set(aspect="equal", xticks=[], yticks=[], title=f"step {step}\n{100 * np.sum(xy ** 2):.0f}% of E")
-    fig.suptitle(f"the embedding restricted to frequency {k}, on one scale (colour: {k}·a mod p)", y=1.08)
-    return _save(fig, path)

@@ -48,7 +48,7 @@ def render(results, start, waits=None):
               "", f"Where our step's time goes ({best['threads']} thread(s), median ms):", "",
               "| part | float32 | float64 |", "|---|---|---|"]
     p32, p64 = (best["rows"][d]["profile"]["parts"] for d in ("float32", "float64"))
-    lines += [f"| {name} | {p32[name]:.2f} | {p64[name]:.2f} |" for name in p32]
+    lines += [f"| {name} | {_part(p32[name])} | {_part(p64[name])} |" for name in p32]
     lines += gated_lines(results)
     lines += waits_lines(waits)
     lines += ["", f"Start-up: `tinymod --help` {start['help_s']:.2f} s (imports neither numba nor "
@@ -57,6 +57,13 @@ def render(results, start, waits=None):
                   f"float32 benchmark (compiled kernels loaded): "
                   f"{best['rows']['float32']['ours']['first_call_s']:.2f} s."]
     return "\n".join(lines)
+
+
+def _part(ms):
+    """A part's median ms; the remainder ("everything else" = the step's median minus the
+    parts' medians, each timed alone) can come out below zero when the parts, alone, ran
+    slower than inside the step: that says it is too small to resolve, not negative."""
+    return f"{ms:.2f}" if ms >= 0 else "< 0 (not resolved: the parts timed alone took longer)"
 
 
 def gated_lines(results):
