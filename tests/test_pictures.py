@@ -17,8 +17,9 @@ def test_each_picture_writes_one_png_and_nothing_else(tmp_path):
     drawn = [pictures.phase_addition(11, 3, 4, 9, votes, total, tmp_path / "a.png"),
              pictures.votes(votes, 2, total, tmp_path / "b.png", "title"),
              pictures.spectra(spectra, [2], tmp_path / "c.png"),
-             pictures.clock_frames(frames, 3, tmp_path / "d.png")]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "c.png", "d.png"]
+             pictures.clock_frames(frames, 3, tmp_path / "d.png"),
+             pictures.error_by_step([1e-6, 1e-4, 1e-2], {"exact at one step": [1e-9, 0.0, 1e-5]}, tmp_path / "e.png")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "c.png", "d.png", "e.png"]
     assert all(path.read_bytes().startswith(PNG) for path in drawn)
 
 

@@ -260,3 +260,10 @@ def test_the_time_estimate_weighs_runs_by_their_work(tmp_path):
     assert sweep.work(build("quick", {"steps": 12000}), tmp_path) == 2 * rnn_work
     (tmp_path / "model.npz").write_bytes(b"")
     assert sweep.work(build("quick", {}), tmp_path) == 0          # finished: nothing left to do
+
+
+def test_the_estimate_says_when_runs_that_stop_early_may_make_it_long():
+    assert sweep.estimate(10.0, 100, 300, 1, 4) == "about 30 s left"
+    assert sweep.estimate(10.0, 0, 0, 2, 6) == "about 20 s left"        # nothing costed yet: by count
+    assert sweep.estimate(10.0, 100, 300, 1, 4, early=2) == \
+        "about 30 s left, less if the 2 run(s) that stop at a test accuracy stop early"

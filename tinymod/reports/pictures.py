@@ -1,7 +1,8 @@
 """Figures for the course: pictures that build intuition from arrays the lecture computed
-(the clock of a sum, the votes of several frequencies, spectra side by side, the clock
-forming). Like `plots`, each takes plain data and a path, draws it with matplotlib's object
-API and saves it through the run folder's atomic writer; none computes what it shows."""
+(the clock of a sum, the votes of several frequencies, spectra side by side, a finite
+difference's error, the clock forming). Like `plots`, each takes plain data and a path, draws
+it with matplotlib's object API and saves it through the run folder's atomic writer; none
+computes what it shows."""
 import numpy as np
 
 from tinymod.reports.plots import _figure, _label_outside, _save
@@ -62,6 +63,21 @@ def spectra(named, marks, path, title=""):
         ax.plot(np.arange(1, len(spectrum) + 1), 100 * share, marker="o", ms=3, lw=1.2, label=label)
     ax.set(xlabel="frequency k (shaded: in use)", ylabel="% of the table's energy", title=title)
     ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def error_by_step(steps, curves, path, title=""):
+    """Log-log lines of a finite difference's error against its step, one per label in
+    `curves` (label -> errors, one per step); errors of exactly 0 (a difference that rounds
+    to the true value) cannot sit on a log axis and are left out of their line."""
+    fig, ax = _figure(figsize=(6.5, 4))
+    steps = np.asarray(steps, dtype=float)
+    for label, errors in curves.items():
+        errors = np.asarray(errors, dtype=float)
+        shown = errors > 0
+        ax.loglog(steps[shown], errors[shown], marker="o", ms=3, label=label)
+    ax.set(xlabel="step δθ of the central difference", ylabel="|numeric − backprop|", title=title)
+    ax.legend(fontsize=8)
     return _save(fig, path)
 
 

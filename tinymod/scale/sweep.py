@@ -285,6 +285,16 @@ def work(config, folder):
     return config.steps * examples * config.d_hidden * gate_count(config.cell)
 
 
+def estimate(elapsed, spent, remaining, done, total, early=0):
+    """The time left, from the work done so far (`spent`, `remaining`: sums of `work`), or by
+    the count of runs while no finished run has cost anything. Runs that stop at a test
+    accuracy are counted at their full steps, so while `early` of them are left the estimate
+    says it may be long."""
+    left = elapsed / spent * remaining if spent else elapsed / done * (total - done)
+    return f"about {left:.0f} s left" + (f", less if the {early} run(s) that stop at a test accuracy stop "
+                                          f"early" if early else "")
+
+
 def _heartbeat(echo, start, state, every=60.0):
     """Say every `every` seconds that the sweep is alive, until state["stop"] is set."""
     while not state["stop"].wait(every):
@@ -296,6 +306,7 @@ def _run_tasks(client, cluster, combos, out, report, axes, echo):
     entries, futures = {}, []
     costs = {name: work(config, out / name) for name, _, config in combos}
     state = {"stop": threading.Event(), "done": 0, "total": len(combos)}
+    early = {name for name, _, config in combos if config.stop_at is not None and costs[name]}
     echo(f"{len(combos)} runs ({sum(1 for c in costs.values() if c == 0)} already finished) on "
          f"{len(client.scheduler_info().get('workers', {})) or 'the'} worker(s); an estimate follows each finished run")
     threading.Thread(target=_heartbeat, args=(echo, start, state), daemon=True).start()
@@ -315,9 +326,9 @@ def _run_tasks(client, cluster, combos, out, report, axes, echo):
             failed += entry["status"] != "ok"
             state["done"], spent = done, spent + costs.get(entry["name"], 0)
             elapsed = time.perf_counter() - start
-            remaining = sum(costs.values()) - spent               # by work, not by count of runs
-            left = elapsed / spent * remaining if spent else elapsed / done * (len(futures) - done)
-            echo(f"{done}/{len(futures)} runs done, {failed} failed, {elapsed:.0f} s, about {left:.0f} s left"
+            early.discard(entry["name"])
+            echo(f"{done}/{len(futures)} runs done, {failed} failed, {elapsed:.0f} s, "
+                 f"{estimate(elapsed, spent, sum(costs.values()) - spent, done, len(futures), len(early))}"
                  f" ({entry['name']}: {entry['status']}{', skipped' if entry.get('skipped') else ''})")
     except KeyboardInterrupt:
         client.cancel(futures)
