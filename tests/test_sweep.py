@@ -267,3 +267,8 @@ def test_the_estimate_says_when_runs_that_stop_early_may_make_it_long():
     assert sweep.estimate(10.0, 0, 0, 2, 6) == "about 20 s left"        # nothing costed yet: by count
     assert sweep.estimate(10.0, 100, 300, 1, 4, early=2) == \
         "about 30 s left, less if the 2 run(s) that stop at a test accuracy stop early"
+    stopped = {"settings": {"steps": 20000}, "step": 5000}
+    assert sweep.done_work(400, stopped) == 100                      # a quarter of its steps
+    assert sweep.done_work(400, {"settings": {"steps": 20000}, "step": 20000}) == 400
+    assert sweep.done_work(0, stopped) == 0                          # finished before the sweep
+    assert sweep.done_work(400, {"status": "failed"}) == 400         # no step recorded

@@ -285,11 +285,18 @@ def work(config, folder):
     return config.steps * examples * config.d_hidden * gate_count(config.cell)
 
 
+def done_work(cost, entry):
+    """The work a finished run did: its `work` scaled by the steps it trained (a run that
+    stopped at a test accuracy did less than its steps allow)."""
+    steps, step = entry.get("settings", {}).get("steps"), entry.get("step")
+    return cost * min(step, steps) / steps if cost and steps and step is not None else cost
+
+
 def estimate(elapsed, spent, remaining, done, total, early=0):
-    """The time left, from the work done so far (`spent`, `remaining`: sums of `work`), or by
-    the count of runs while no finished run has cost anything. Runs that stop at a test
-    accuracy are counted at their full steps, so while `early` of them are left the estimate
-    says it may be long."""
+    """The time left, from the work done so far and the work of the runs not finished
+    (`spent`, `remaining`), or by the count of runs while no finished run has cost anything.
+    Runs that stop at a test accuracy are counted at their full steps until they finish, so
+    while `early` of them are left the estimate says it may be too long."""
     left = elapsed / spent * remaining if spent else elapsed / done * (total - done)
     return f"about {left:.0f} s left" + (f", less if the {early} run(s) that stop at a test accuracy stop "
                                           f"early" if early else "")
@@ -324,11 +331,11 @@ def _run_tasks(client, cluster, combos, out, report, axes, echo):
                          "error": f"{type(e).__name__}: {e}".splitlines()[0]}
             entries[entry["name"]] = entry
             failed += entry["status"] != "ok"
-            state["done"], spent = done, spent + costs.get(entry["name"], 0)
+            state["done"], spent = done, spent + done_work(costs.pop(entry["name"], 0), entry)
             elapsed = time.perf_counter() - start
             early.discard(entry["name"])
             echo(f"{done}/{len(futures)} runs done, {failed} failed, {elapsed:.0f} s, "
-                 f"{estimate(elapsed, spent, sum(costs.values()) - spent, done, len(futures), len(early))}"
+                 f"{estimate(elapsed, spent, sum(costs.values()), done, len(futures), len(early))}"
                  f" ({entry['name']}: {entry['status']}{', skipped' if entry.get('skipped') else ''})")
     except KeyboardInterrupt:
         client.cancel(futures)
