@@ -36,7 +36,7 @@ sweep: $(STAMP) ## the paper's claims over seeds (default x 5, paper --lr 3e-3 x
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt '.[sweep]'
 	$(BIN)/tinymod sweep tinymod/scale/grids/claims.toml --out runs/sweep
 
-grokfast: $(STAMP) ## time to grok with and without Grokfast's filter, over seeds, on a local dask cluster (about 24 min here)
+grokfast: $(STAMP) ## time to grok with and without Grokfast's filter, over seeds, on a local dask cluster (23 to 24 min here)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt '.[sweep]'
 	$(BIN)/tinymod sweep tinymod/scale/grids/grokfast.toml --out runs/grokfast
 
