@@ -8,26 +8,26 @@ import numpy as np
 from tinymod.reports.plots import _figure, _label_outside, _save
 
 
-def _votes(ax, votes, answer, total=None):
-    """Each named vote over the answers c (thin lines) and, when given, their total (thick),
-    with the right answer marked: waves that agree only there."""
+def _votes(ax, votes, answer, totals=()):
+    """Each named vote over the answers c (thin lines) and the `totals` ((label, scores) pairs:
+    the first thick and black, any second dashed), with the right answer marked; the legend
+    sits outside the panel, so it hides no point."""
     for label, vote in votes.items():
         ax.plot(np.asarray(vote), lw=1, marker="o", ms=2.5, alpha=0.8, label=label)
-    if total is not None:
-        label, values = total
-        ax.plot(np.asarray(values), color="k", lw=2.2, label=label)
+    for (label, values), style in zip(totals, ({"color": "k", "lw": 2.2}, {"color": "0.35", "lw": 1.6, "ls": "--"})):
+        ax.plot(np.asarray(values), label=label, **style)
     ax.axvline(answer, color="k", ls=":", lw=1, label=f"right answer c = {answer}")
     ax.axhline(0, color="0.6", lw=0.5)
     ax.set(xlabel="answer c", ylabel="score")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
-def phase_addition(p, k, a, b, votes, total, path):
+def phase_addition(p, k, a, b, votes, totals, path):
     """Left: the clock of frequency k (residue n at angle w_k n), with a, b and a + b marked;
     multiplying the points of a and b adds their angles, so it lands on (a + b) mod p.
-    Right: `votes` (label -> scores over c) and their `total` (label, scores), peaking at the
+    Right: `votes` (label -> scores over c) and `totals` ([(label, scores)]), peaking at the
     answer."""
-    fig, (left, right) = _figure(1, 2, figsize=(10, 4.2))
+    fig, (left, right) = _figure(1, 2, figsize=(11.5, 4.2))
     angle = 2 * np.pi * k * np.arange(p) / p
     xy = np.stack([np.cos(angle), np.sin(angle)], axis=1)
     left.scatter(xy[:, 0], xy[:, 1], s=12, color="0.55")
@@ -37,23 +37,23 @@ def phase_addition(p, k, a, b, votes, total, path):
         left.plot([], [], color=colour, label=f"{name} = {n}: angle {k}·{n}·360°/{p}")
     left.set(aspect="equal", xticks=[], yticks=[], title=f"the clock of frequency {k} (p = {p})")
     left.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, -0.25))
-    _votes(right, votes, (a + b) % p, total)
+    _votes(right, votes, (a + b) % p, totals)
     right.set_title(f"score of each answer c for a = {a}, b = {b}")
     return _save(fig, path)
 
 
-def votes(votes, answer, total, path, title=""):
-    """One panel: named votes over the answers c, their total, and the right answer."""
-    fig, ax = _figure(figsize=(7, 3.8))
-    _votes(ax, votes, answer, total)
+def votes(votes, answer, totals, path, title=""):
+    """One panel: named votes over the answers c, their totals, and the right answer."""
+    fig, ax = _figure(figsize=(8.5, 3.8))
+    _votes(ax, votes, answer, totals)
     ax.set_title(title)
     return _save(fig, path)
 
 
-def spectra(named, marks, path, title=""):
+def spectra(named, marks, path, title="", marked="in use"):
     """Energy spectra side by side: `named` maps a label to energy per frequency (index 0 the
     constant, which is left out); each is drawn as its share of its own non-constant energy,
-    so tables of any size compare. `marks` (frequencies) are shaded."""
+    so tables of any size compare. `marks` (frequencies) are shaded, and `marked` says whose."""
     fig, ax = _figure(figsize=(8, 3.8))
     for k in marks:
         ax.axvspan(k - 0.5, k + 0.5, color="0.9", lw=0)
@@ -61,7 +61,7 @@ def spectra(named, marks, path, title=""):
         spectrum = np.asarray(spectrum, dtype=float)[1:]
         share = spectrum / (spectrum.sum() or 1.0)
         ax.plot(np.arange(1, len(spectrum) + 1), 100 * share, marker="o", ms=3, lw=1.2, label=label)
-    ax.set(xlabel="frequency k (shaded: in use)", ylabel="% of the table's energy", title=title)
+    ax.set(xlabel=f"frequency k (shaded: {marked})", ylabel="% of the table's energy", title=title)
     ax.legend(fontsize=7)
     return _save(fig, path)
 
