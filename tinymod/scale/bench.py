@@ -58,6 +58,13 @@ def time_ours(p, frac, width, dtype, repeats, cell="rnn"):
     }
 
 
+def _torch_recurrent(torch, cell, width):
+    """Our cell as PyTorch's one-layer, batch-first module: nn.RNN (relu), nn.GRU or nn.LSTM."""
+    if cell == "rnn":
+        return torch.nn.RNN(width, width, nonlinearity="relu", batch_first=True)
+    return {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](width, width, batch_first=True)
+
+
 def _torch_model(torch, p, frac, width, dtype, cell="rnn"):
     """(loss function, optimiser) of the PyTorch model: nn.Embedding, nn.RNN (relu), nn.GRU
     or nn.LSTM, nn.Linear, cross-entropy and torch.optim.AdamW with our hyper-parameters."""
@@ -65,8 +72,7 @@ def _torch_model(torch, p, frac, width, dtype, cell="rnn"):
     ds = data.make_dataset(p, 2, frac, 0)
     kind = {"float32": torch.float32, "float64": torch.float64}[dtype]
     embed = torch.nn.Embedding(p, width).to(kind)
-    recurrent = (torch.nn.RNN(width, width, nonlinearity="relu", batch_first=True) if cell == "rnn" else
-                 {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell](width, width, batch_first=True)).to(kind)
+    recurrent = _torch_recurrent(torch, cell, width).to(kind)
     readout = torch.nn.Linear(width, p).to(kind)
     modules = torch.nn.ModuleList([embed, recurrent, readout])
     opt = torch.optim.AdamW(modules.parameters(), lr=1e-3, betas=(0.9, 0.98), eps=1e-8,
@@ -92,8 +98,7 @@ def torch_parity(cell, p=11, width=5, batch=40):
         params = rnn.init_params(p, width, width, seed=2, dtype="float64", cell=cell)
         x = np.random.default_rng(T).integers(0, p, (batch, T))
         loss, grads = rnn.loss_and_grads(params, x, x.sum(axis=1) % p)
-        kind = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell]
-        module = kind(width, width, batch_first=True, **({"nonlinearity": "relu"} if cell == "rnn" else {})).double()
+        module = _torch_recurrent(torch, cell, width).double()
         P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
         with torch.no_grad():
             for ours, theirs in (("W_ih", "weight_ih_l0"), ("W_hh", "weight_hh_l0"),

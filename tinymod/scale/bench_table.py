@@ -9,6 +9,17 @@ def _peer_step(row, key):
     return entry["step"] if entry and "step" in entry else None
 
 
+def _peers(row, ours):
+    """A row's peer cells (ms, or "not installed") and the fastest peer's time over `ours`."""
+    peers = {key: _peer_step(row, key) for key in PEERS}
+    measured = {PEERS[k]: v for k, v in peers.items() if v}
+    ratio = "-"
+    if measured:
+        name, fastest = min(measured.items(), key=lambda kv: kv[1])
+        ratio = f"{fastest / ours:.1f}x ({name})"
+    return " | ".join(f"{v:.2f}" if v else "not installed" for v in peers.values()), ratio
+
+
 def render(results, start, waits=None):
     """The benchmark as one markdown table plus the notes that go with it; `waits` adds the
     bytes a warm step allocates by T and the wait for grokking."""
@@ -21,15 +32,8 @@ def render(results, start, waits=None):
         for dtype, row in r["rows"].items():
             o = row["ours"]
             ours = f"{o['forward']:.2f} / {o['backward']:.2f} / {o['optimizer']:.2f} / **{o['step']:.2f}**"
-            peers = {key: _peer_step(row, key) for key in PEERS}
-            cells = [f"{v:.2f}" if v else "not installed" for v in peers.values()]
-            measured = {PEERS[k]: v for k, v in peers.items() if v}
-            if measured:
-                name, fastest = min(measured.items(), key=lambda kv: kv[1])
-                ratio = f"{fastest / o['plain_step']:.1f}x ({name})"
-            else:
-                ratio = "-"
-            lines.append(f"| {r['threads']} | {dtype} | **{o['plain_step']:.2f}** | {ours} | {' | '.join(cells)} | "
+            cells, ratio = _peers(row, o["plain_step"])
+            lines.append(f"| {r['threads']} | {dtype} | **{o['plain_step']:.2f}** | {ours} | {cells} | "
                          f"{ratio} | {100 * row['fraction_of_limit']:.0f}% | {o['allocated_bytes'] / 2**20:.1f} MiB |")
     torch_version = next((row["torch"]["version"] for r in results for row in r["rows"].values()
                           if row["torch"]), None)
@@ -77,14 +81,8 @@ def gated_lines(results):
              "| threads | cell | dtype | ours | PyTorch eager | torch.compile | JAX jit | fastest peer vs ours |",
              "|---|---|---|---|---|---|---|---|"]
     for threads, cell, dtype, row in rows:
-        peers = {key: _peer_step(row, key) for key in PEERS}
-        measured = {PEERS[k]: v for k, v in peers.items() if v}
-        ratio = "-"
-        if measured:
-            name, fastest = min(measured.items(), key=lambda kv: kv[1])
-            ratio = f"{fastest / row['ours']:.1f}x ({name})"
-        cells = [f"{v:.2f}" if v else "not installed" for v in peers.values()]
-        lines.append(f"| {threads} | {cell} | {dtype} | **{row['ours']:.2f}** | {' | '.join(cells)} | {ratio} |")
+        cells, ratio = _peers(row, row["ours"])
+        lines.append(f"| {threads} | {cell} | {dtype} | **{row['ours']:.2f}** | {cells} | {ratio} |")
     parity = results[0].get("torch_parity") or {}
     if any(v is not None for v in parity.values()):
         lines += ["", "Ours against PyTorch's own cells with our parameters copied in (float64, T = 1 to 3; "
