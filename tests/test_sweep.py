@@ -266,7 +266,7 @@ def test_the_estimate_says_when_runs_that_stop_early_may_make_it_long():
     assert sweep.estimate(10.0, 100, 300, 1, 4) == "about 30 s left"
     assert sweep.estimate(10.0, 0, 0, 2, 6) == "about 20 s left"        # nothing costed yet: by count
     assert sweep.estimate(10.0, 100, 300, 1, 4, early=2) == \
-        "about 30 s left, less if the 2 run(s) that stop at a test accuracy stop early"
+        "about 30 s left, less if the 2 run(s) that may stop early do"
     stopped = {"settings": {"steps": 20000}, "step": 5000}
     assert sweep.done_work(400, stopped) == 100                      # a quarter of its steps
     assert sweep.done_work(400, {"settings": {"steps": 20000}, "step": 20000}) == 400

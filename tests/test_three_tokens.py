@@ -74,7 +74,8 @@ def test_running_sum_analysis_on_a_hidden_clock():
         hs.append(np.stack([np.cos(w * s), np.sin(w * s), np.zeros(len(s))], axis=1))
     angle = 0.7
     W_hh = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1.0]])
-    result = partial_sums.analyze({"tokens": tokens, "hs": hs, "W_hh": W_hh}, [k], p)
+    result = partial_sums.analyze({"tokens": tokens, "hs": hs, "W_hh": W_hh, "cell": "rnn",
+                                   "preactivations": [h @ W_hh.T for h in hs]}, [k], p)
     for step in result["steps"]:
         assert step["fraction_explained"] == pytest.approx(1.0, abs=1e-10)
         if step["t"] >= 2:
@@ -83,6 +84,45 @@ def test_running_sum_analysis_on_a_hidden_clock():
     assert rot["rotation_score"] == pytest.approx(1.0) and rot["in_plane"] == pytest.approx(1.0)
     assert abs(rot["angle_degrees"]) == pytest.approx(np.degrees(angle))
     assert len(result["clock"]["points"]) == T and len(result["clock"]["points"][0]) == p
+    # the message h_t W_hh^T is the clock turned by a fixed angle: all running sum, and the
+    # same map s -> message at every step (cosine 1)
+    for row in result["carried"]:
+        assert row["by_sum"] == pytest.approx(1.0, abs=1e-10) and row["by_sum_per_frequency"][str(k)] == row["by_sum"]
+        if row["t"] >= 2:
+            assert row["by_tokens"] < 0.9
+    assert [m["cosine"] for m in result["same_map"]] == pytest.approx([1.0])
+
+
+def test_carried_sum_tells_a_carried_clock_from_carried_tokens():
+    """Two hand-made recurrences over the same tuples: one passes on cos/sin(w s_t), the
+    other the tokens' own waves; the carried measure tells them apart where h_t alone
+    (which holds both) cannot."""
+    p, k, T = 11, 2, 3
+    tokens = data.all_tuples(p, T)
+    w = 2 * np.pi * k / p
+    waves = lambda v: [np.cos(w * v), np.sin(w * v)]
+    hs = []
+    for t in range(1, T + 1):
+        s = tokens[:, :t].sum(axis=1)
+        own = [f for j in range(t) for f in waves(tokens[:, j])]
+        hs.append(np.stack(waves(s) + own + [np.zeros(len(s))] * (2 * T - 2 * t), axis=1))   # (N, 2 + 2T)
+    keep_sum = np.diag([1.0, 1.0] + [0.0] * 2 * T)       # W_hh passes on the sum's plane only
+    keep_tokens = np.diag([0.0, 0.0] + [1.0] * 2 * T)    # ... or the tokens' planes only
+    for W_hh, by_sum in ((keep_sum, True), (keep_tokens, False)):
+        tables = {"tokens": tokens, "hs": hs, "W_hh": W_hh, "cell": "rnn", "preactivations": [h @ W_hh.T for h in hs]}
+        row = partial_sums.analyze(tables, [k], p)["carried"][1]          # t = 2
+        assert (row["by_sum"] > 0.99 and row["by_tokens"] < 0.01) if by_sum else \
+               (row["by_tokens"] > 0.99 and row["by_sum"] < 0.5)
+
+
+def test_a_gated_cell_gets_the_carried_measure_per_gate():
+    params = rnn.init_params(5, 4, 6, seed=1, dtype="float64", cell="gru")
+    tables = tabulate.model_tables(params, None, 3)
+    result = partial_sums.analyze(tables, [1, 2], 5)
+    assert [(r["t"], r["object"].split(":")[0]) for r in result["carried"]] == [
+        (t, g) for t in (1, 2) for g in ("r", "z", "n")]
+    assert result["rotation"] is None and "not measured" in result["rotation_rule"]
+    assert all(0 <= r["by_sum"] <= 1 + 1e-12 for r in result["carried"])
 
 
 def test_three_token_run_end_to_end(tmp_path):

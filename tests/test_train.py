@@ -256,3 +256,19 @@ def test_progress_is_a_live_bar_on_a_terminal_and_lines_elsewhere():
     lines = pipe.getvalue().splitlines()
     assert 15 <= len(lines) <= 25 and "\r" not in pipe.getvalue()
     assert lines[-1].startswith("step 1000/1000") and "test loss" in lines[-1]
+
+
+def test_stop_after_grok_stops_at_the_multiple_of_the_grok_step():
+    config = train.TrainConfig(stop_after_grok=3)
+    rows = lambda accs: [{"step": 100 * i, "test_acc": a} for i, a in enumerate(accs)]
+    assert train._stop_rule(config, rows([0.1, 0.5, 0.99, 1.0, 1.0])) == "steps"          # grok 200, at 400
+    assert train._stop_rule(config, rows([0.1, 0.5, 0.99, 1.0, 1.0, 1.0, 1.0])) == "stop_after_grok"   # at 600
+    assert train._stop_rule(config, rows([0.1] * 20)) == "steps"                           # never grokked
+    assert train._stop_rule(train.TrainConfig(stop_at=0.5), rows([0.1, 0.5])) == "stop_at"
+
+
+@pytest.mark.parametrize("value", ["0.5", "inf", "nan"])
+def test_stop_after_grok_refuses_a_multiple_below_one(tmp_path, value):
+    result = invoke("--steps", 10, "--stop-after-grok", value, "--out", tmp_path / "r")
+    assert result.exit_code == 1 and "stop-after-grok must be" in result.output
+    assert not (tmp_path / "r").exists()

@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 LAYOUT = {
     "model": ("backend", "data", "rnn", "gated", "kernels", "blocks", "reference", "optim"),
     "training": ("config", "train", "runs", "checkpoint"),
-    "analysis": ("fourier", "tabulate", "fits", "keysets", "svd", "ablate", "partial_sums", "progress",
+    "analysis": ("fourier", "tabulate", "fits", "keysets", "clock_pizza", "svd", "ablate", "partial_sums", "progress",
                  "construct"),
     "reports": ("pipeline", "claims", "report", "plots", "pictures", "speak"),
     "scale": ("sweep", "sweep_results", "bench", "bench_table"),

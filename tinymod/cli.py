@@ -34,7 +34,7 @@ def main():
 
 def _default(name):
     value = getattr(PRESETS["default"], name)
-    return {"batch_size": "full batch", "stop_at": "off", "threads": "every core",
+    return {"batch_size": "full batch", "stop_at": "off", "stop_after_grok": "off", "threads": "every core",
             "snapshot_every": "50 evenly spaced plus 12 per decade"}.get(name, value) \
         if value is None else value
 
@@ -61,6 +61,8 @@ TRAIN_OPTIONS = [
     ("--checkpoint-every", int, "steps between checkpoints"),
     ("--snapshot-every", int, "steps between parameter snapshots for tinymod progress (0: none)"),
     ("--stop-at", float, "stop once test accuracy reaches this fraction, e.g. 0.99"),
+    ("--stop-after-grok", float, "stop at this multiple of the grok step (the first evaluation at "
+                                 "99% test accuracy), e.g. 3: trained on until the weights settle"),
     ("--seed", int, "seed of the initialisation, the split and the minibatches"),
     ("--dtype", str, "float32 or float64"),
     ("--backend", str, "array backend: numpy, or cupy on an NVIDIA GPU"),
@@ -355,16 +357,22 @@ def bench(threads, repeats):
 @click.option("--freqs", required=True, help="frequencies to plant, comma-separated (e.g. 4,11,23)")
 @click.option("--out", type=click.Path(), required=True, help="folder for model.npz")
 @click.option("--phases", type=int, default=16, show_default=True, help="phases per frequency")
-@click.option("--offsets", type=int, default=16, show_default=True, help="offsets per phase")
+@click.option("--form", type=click.Choice(["clock", "pizza"]), default="clock", show_default=True,
+              help="the algorithm: clock (Fourier multiplication; its logits do not depend on a - b) or "
+                   "pizza (Zhong et al.: amplitude |cos(w(a - b)/2)|)")
+@click.option("--pizza-share", type=click.FloatRange(0, 1), default=None,
+              help="build a mix: the Pizza's share of the readout beside a Clock's (overrides --form)")
+@click.option("--offsets", type=click.IntRange(min=1), default=16, show_default=True,
+              help="offsets per phase of the Clock's units (1 offset makes a Pizza)")
 @click.option("--scale", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
               help="multiply the logits: the model's confidence, not its answers. At 1 the loss is "
                    "near ln p and no single frequency's removal doubles it (none counts as in use); "
                    "30 or more makes it confident, as a trained model is")
 @click.option("--overwrite", is_flag=True, help="replace an existing model.npz in --out")
-def construct(p, freqs, out, phases, offsets, scale, overwrite):
-    """Build, without training, an RNN that adds mod p by Fourier multiplication with
-    exactly the given frequencies, check it classifies every pair, and save it as a
-    checkpoint (OUT/model.npz) that every analysis command reads."""
+def construct(p, freqs, out, phases, form, pizza_share, offsets, scale, overwrite):
+    """Build, without training, an RNN that adds mod p with exactly the given frequencies,
+    by the Clock (Fourier multiplication), the Pizza or a mix of the two; check it classifies
+    every pair, and save it as a checkpoint (OUT/model.npz) that every analysis command reads."""
     from tinymod.training import checkpoint, runs
     from tinymod.analysis import construct as builder
     from tinymod.errors import TinymodError
@@ -373,7 +381,8 @@ def construct(p, freqs, out, phases, offsets, scale, overwrite):
         planted = [int(k) for k in freqs.split(",") if k.strip()]
     except ValueError:
         raise TinymodError(f"--freqs must be comma-separated integers, got {freqs!r}") from None
-    params, accuracy = builder.build(p, planted, phases, offsets, scale=scale)
+    params, accuracy = builder.build(p, planted, phases, offsets, scale=scale, form=form, pizza_share=pizza_share)
+    share = builder.pizza_share_of(form, pizza_share)
     folder = _output_folder(out, None)
     path = folder / runs.MODEL
     if path.exists() and not overwrite:
@@ -382,7 +391,10 @@ def construct(p, freqs, out, phases, offsets, scale, overwrite):
     settings = {"p": p, "d_embed": params["E"].shape[1], "d_hidden": H, "activation": "relu",
                 "seq_len": 2, "frac": 0.3, "seed": 0, "dtype": "float64"}
     config = checkpoint.metadata(settings, 0, constructed={"freqs": sorted(set(planted)), "phases": phases,
-                                                           "offsets": offsets, "scale": scale})
+                                                           "offsets": offsets, "scale": scale,
+                                                           "pizza_share": share})
     checkpoint.save(path, params, config)
-    click.echo(f"wrote {path}: p = {p}, frequencies {sorted(set(planted))}, H = {H}, "
+    what = ("a Clock" if share == 0 and offsets > 1 else "a Pizza" if share == 1 or offsets == 1
+            else f"a mix, Pizza share {share:g}")
+    click.echo(f"wrote {path}: {what}, p = {p}, frequencies {sorted(set(planted))}, H = {H}, "
                f"accuracy on all pairs {100 * accuracy:.1f}%")

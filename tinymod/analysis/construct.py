@@ -1,4 +1,6 @@
-"""An RNN built by hand that adds residues by Fourier multiplication with chosen frequencies.
+"""RNNs built by hand that add residues with chosen frequencies, by either of the two known
+algorithms: the Clock (Fourier multiplication, Nanda et al. 2023) or the Pizza (Zhong et al.
+2023), or a mix of the two. Ground truth for every measure that claims to tell them apart.
 
 Nothing here is trained. The construction (letters: K planted frequencies, M phases,
 R offsets, beta = 2):
@@ -11,9 +13,16 @@ R offsets, beta = 2):
       pre_2 = cos(w_k a - phi_j) + cos(w_k b - phi_j - theta_r)
             = 2 cos((d + theta_r) / 2) cos(m - phi_j),   d = w_k (a - b),  m = (w_k (a + b) - theta_r) / 2.
 * The readout W_out[c, (k, j, r)] = cos(2 phi_j + theta_r - w_k c). Summing relu(pre_2) over
-  the M phases keeps the second harmonic of relu(cos): |cos((d + theta_r)/2)| cos(w_k (a + b - c)),
-  and summing over the R offsets makes the amplitude nearly independent of a - b. The
-  logits are then close to  const * sum_k cos(w_k (a + b - c)), largest at c = a + b mod p.
+  the M phases keeps the second harmonic of relu(cos): |cos((d + theta_r)/2)| cos(w_k (a + b - c)).
+* The Clock (`form="clock"`, R >= 2 offsets): summing over the R offsets makes the amplitude
+  nearly independent of a - b. The logits are then close to const * sum_k cos(w_k (a + b - c)),
+  largest at c = a + b mod p whatever a - b is.
+* The Pizza (`form="pizza"`, one offset, theta = 0): nothing averages the amplitude, so the
+  logits are const * sum_k |cos(w_k (a - b) / 2)| cos(w_k (a + b - c)): both tokens sit on
+  one circle per frequency, and the correct logit depends on a - b. Still right on every pair
+  (p odd: the amplitude never vanishes), and as sparse in Fourier space as the Clock.
+* A mix (`pizza_share` f in (0, 1)): both sets of product units side by side, the Pizza's
+  readout scaled by f and the Clock's by 1 - f.
 
 What is left over (harmonics M +- 2 aliased by the finite phase grid, the ripple of the
 offset sum) stays at the planted frequencies on the answer axis, so E, E @ W_ih.T and W_out
@@ -41,16 +50,35 @@ def check_freqs(p, freqs):
     return freqs
 
 
-def build(p, freqs, phases=16, offsets=8, dtype="float64", scale=1.0):
+FORMS = ("clock", "pizza")
+
+
+def pizza_share_of(form, pizza_share=None):
+    """The Pizza's share of the readout: 0 for the Clock, 1 for the Pizza, or the given mix."""
+    if form not in FORMS:
+        raise TinymodError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
+    if pizza_share is None:
+        return 1.0 if form == "pizza" else 0.0
+    if not 0 <= pizza_share <= 1:
+        raise TinymodError(f"the pizza share must lie in [0, 1], got {pizza_share}")
+    return float(pizza_share)
+
+
+def build(p, freqs, phases=16, offsets=8, dtype="float64", scale=1.0, form="clock", pizza_share=None):
     """(params, accuracy on all pairs) of the hand-built RNN; raises if any pair is wrong.
-    `scale` multiplies the readout: the logits, so the model's confidence (not its answers)."""
+    `form` is "clock" (R = `offsets` offsets; one offset is a Pizza) or "pizza" (one offset);
+    `pizza_share` f mixes them (a Pizza with weight f beside a Clock with 1 - f). `scale`
+    multiplies the readout: the logits, so the model's confidence (not its answers)."""
     freqs = check_freqs(p, freqs)
+    share = pizza_share_of(form, pizza_share)
     if not scale > 0:
         raise TinymodError(f"the logit scale must be positive, got {scale}")
     if phases < 4 or offsets < 1:
         raise TinymodError(f"need at least 4 phases and 1 offset, got {phases} and {offsets}")
+    # each part: (its offsets, its readout weight); the Pizza has one offset
+    parts = [(R, w) for R, w in ((offsets, 1 - share), (1, share)) if w > 0]
     K = len(freqs)
-    D, H = 2 * K, 1 + 2 * K + K * phases * offsets
+    D, H = 2 * K, 1 + 2 * K + K * phases * sum(R for R, _ in parts)
     # the check runs the model over all p^2 pairs: hidden states and logits
     check_memory(8 * (p * p * (H + 2 * p) + H * H + 2 * p * H), f"constructing p = {p} with H = {H}")
     n = np.arange(p)
@@ -59,7 +87,6 @@ def build(p, freqs, phases=16, offsets=8, dtype="float64", scale=1.0):
     W_out = np.zeros((p, H))
     b_h[0] = 1.0                                         # unit 0: h_1 = 1
     phi = 2 * np.pi * np.arange(phases) / phases
-    theta = 2 * np.pi * np.arange(offsets) / offsets
     unit = 1 + 2 * K
     for i, k in enumerate(freqs):
         w = 2 * np.pi * k / p
@@ -68,16 +95,16 @@ def build(p, freqs, phases=16, offsets=8, dtype="float64", scale=1.0):
         E[:, cos_in], E[:, sin_in] = np.cos(w * n), np.sin(w * n)
         W_ih[cos_unit, cos_in] = W_ih[sin_unit, sin_in] = 1.0
         b_h[cos_unit] = b_h[sin_unit] = BETA
-        for ph in phi:
-            for th in theta:
-                # second token: cos(w b - ph - th) = cos(ph + th) cos(w b) + sin(ph + th) sin(w b)
-                W_ih[unit, cos_in], W_ih[unit, sin_in] = np.cos(ph + th), np.sin(ph + th)
-                # first token, from the carriers: cos(w a - ph), removing beta through unit 0
-                W_hh[unit, cos_unit], W_hh[unit, sin_unit] = np.cos(ph), np.sin(ph)
-                W_hh[unit, 0] = -BETA * (np.cos(ph) + np.sin(ph))
-                W_out[:, unit] = np.cos(2 * ph + th - w * n)
-                unit += 1
-    W_out *= scale / (phases * offsets)
+        for R, weight in parts:
+            for ph in phi:
+                for th in 2 * np.pi * np.arange(R) / R:
+                    # second token: cos(w b - ph - th) = cos(ph + th) cos(w b) + sin(ph + th) sin(w b)
+                    W_ih[unit, cos_in], W_ih[unit, sin_in] = np.cos(ph + th), np.sin(ph + th)
+                    # first token, from the carriers: cos(w a - ph), removing beta through unit 0
+                    W_hh[unit, cos_unit], W_hh[unit, sin_unit] = np.cos(ph), np.sin(ph)
+                    W_hh[unit, 0] = -BETA * (np.cos(ph) + np.sin(ph))
+                    W_out[:, unit] = weight * scale / (phases * R) * np.cos(2 * ph + th - w * n)
+                    unit += 1
     params = {"E": E, "W_ih": W_ih, "W_hh": W_hh, "b_h": b_h, "W_out": W_out, "b_out": np.zeros(p)}
     params = {k: v.astype(dtype) for k, v in params.items()}
     x = all_tuples(p, 2)

@@ -43,10 +43,14 @@ SET_FIELDS = {"in_use": "in_use_key_frequencies", "functional": "functional_key_
 STRENGTH_RULE = ("frequencies k >= 1 by their logit energy e_k = sum over all tuples and answers "
                  "c of (Pi_k l)^2, Pi_k projecting each answer's logit table onto span{cos(w_k s), "
                  "sin(w_k s)}, s the sum of the tokens mod p; descending, ties to the smaller k")
+ABOVE_BAR_ACCURACY = 0.01                 # ... and within this much of the model's accuracy
 FUNCTIONAL_RULE = (
     "the shortest prefix S of the strength order such that the model with every frequency "
     "outside S removed at site both has, on all tuples, accuracy at least the full model's and "
-    "mean loss at most max(full loss * (1 + 1e-6), ln(1/level)), level {level}")
+    "mean loss at most max(full loss * (1 + 1e-6), ln(1/level)), level {level}; for a model whose "
+    "own loss is above ln(1/level) (no subset could beat a bar the whole model misses): keep-only "
+    f"loss at most {FACTOR:g} x the model's and accuracy within {100 * ABOVE_BAR_ACCURACY:g} point "
+    "of the model's")
 IN_USE_RULE = ("every frequency k >= 1 whose removal alone from the weights (site both) "
                "multiplies the model's mean loss over all tuples by at least {factor:g} (for a model "
                "whose loss is exactly 0 in float64: raises it at all)")
@@ -202,10 +206,14 @@ def in_use_of(params, activation, seq_len, factor=FACTOR):
 def functional_size(score, order, level=LEVEL):
     """The functional set's size at `level` (FUNCTIONAL_RULE): the first prefix that is enough."""
     full = score([])
-    bound = max(full["loss"] * (1 + 1e-6), math.log(1 / level))
+    bar = math.log(1 / level)
+    if full["loss"] > bar:             # relative to the model: the bar is one it misses itself
+        bound, accuracy = FACTOR * full["loss"], full["accuracy"] - ABOVE_BAR_ACCURACY
+    else:
+        bound, accuracy = max(full["loss"] * (1 + 1e-6), bar), full["accuracy"]
     for n in range(len(order) + 1):
         kept = score.keep(order[:n])
-        if kept["accuracy"] >= full["accuracy"] and kept["loss"] <= bound:
+        if kept["accuracy"] >= accuracy and kept["loss"] <= bound:
             return n
     return len(order)
 

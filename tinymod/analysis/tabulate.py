@@ -39,10 +39,14 @@ def model_tables(params, activation="relu", seq_len=2):
     H1 = to_numpy(cache.H1)
     hs = [H1[tokens[:, 0]]] + [to_numpy(cache.hs[t]) for t in range(2, seq_len + 1)]   # h_1 .. h_T
     grid = (p,) * seq_len
-    return {"E": host["E"], "U": host["E"] @ host["W_ih"].T, "W_out": host["W_out"],
+    cell = rnn.cell_of(params)
+    U = host["E"] @ host["W_ih"].T
+    # the vanilla cell's pre-activations h_t^pre = U[x_t] + h_{t-1} W_hh^T + b_h, t = 1..T
+    pre = [U[tokens[:, t]] + (hs[t - 1] @ host["W_hh"].T if t else 0) + host["b_h"]
+           for t in range(seq_len)] if cell == "rnn" else None
+    return {"E": host["E"], "U": U, "W_out": host["W_out"],
             "hidden": hs[-1].reshape(grid + (-1,)), "logits": to_numpy(logits).reshape(grid + (p,)),
-            "hs": hs, "tokens": tokens,
-            "W_hh": host["W_hh"] if rnn.cell_of(params) == "rnn" else None}   # the vanilla cell's rotation
+            "hs": hs, "tokens": tokens, "W_hh": host["W_hh"], "cell": cell, "preactivations": pre}
 
 
 def hidden_by_sum(hidden):

@@ -19,6 +19,7 @@ ALIGNED = 0.8     # top 2K singular vectors: at least this share on a key freque
 ROBUST = 0.95     # one key frequency removed: accuracy stays at least this
 COLLAPSE = 0.10   # every key frequency removed: accuracy falls below this
 CIRCUIT = 2.0     # restricted loss at most this times the model's (or ln(1/LEVEL))
+# ... and the logits read Clock (clock_pizza.LABEL_RULE), not Pizza, mixed or neither
 
 
 def pct(x):
@@ -109,16 +110,24 @@ def circuit_claim(f):
     bound = max(CIRCUIT * f["model_loss"], math.log(1 / LEVEL))
     floor = math.log(p) / 2
     crit = (f"at the in-use set the restricted loss (all tuples) is at most max({CIRCUIT:g} × the model's "
-            f"loss, ln(1/{LEVEL})) and the excluded loss (train tuples) at least ln(p)/2 = {floor:.2f}")
-    claim = "the logits are Fourier multiplication at the frequencies in use"
+            f"loss, ln(1/{LEVEL})), the excluded loss (train tuples) at least ln(p)/2 = {floor:.2f}, and the "
+            f"logits read Clock, not Pizza: {f['clock_pizza']['label_rule']}")
+    claim = "the logits are Fourier multiplication (Clock), not Pizza, at the frequencies in use"
     if not used["size"]:
-        return Claim(claim, "the mechanism", "no frequency in use", "not", crit, NONE_IN_USE)
+        return Claim(claim, "the mechanism", "no frequency in use; label neither", "not", crit, NONE_IN_USE)
     r, e = used["restricted_loss"], used["excluded_loss"]
-    ok = r <= bound and e >= floor
+    cp = f["clock_pizza"]["sets"]["in_use"]
+    nanda = r <= bound and e >= floor
+    ok = nanda and cp["label"] == "Clock"
     why = (f"keeping only their terms the loss is {r:.3g} (model {f['model_loss']:.3g}, bound {bound:.3g}); "
-           f"taking them out leaves {e:.3g} on the train tuples (ln p = {math.log(p):.2f})")
-    return Claim(claim, "the mechanism", f"restricted loss {r:.3g}, excluded loss {e:.3g}, "
-                 f"logit fit FVU {f['fits']['in_use']['logits']['fvu']:.3g}",
+           f"taking them out leaves {e:.3g} on the train tuples (ln p = {math.log(p):.2f}); the label is "
+           f"{cp['label']}: the Clock form explains {pct(cp['kappa'])} of the in-use frequencies' logit "
+           f"variance, the pizza excess above chance is {cp['net_excess']:.2g}, the set holds "
+           f"{pct(cp['variance_share'])} of the logit variance")
+    return Claim(claim, "the mechanism", f"label {cp['label']} (kappa {cp['kappa']:.3f}, pizza excess "
+                 f"{cp['pizza_excess']:.2g}, chance {cp['chance']:.2g}); restricted loss {r:.3g}, excluded "
+                 f"loss {e:.3g}; distance irrelevance {f['clock_pizza']['distance_irrelevance']:.3f}, "
+                 f"gradient symmetricity {f['clock_pizza']['gradient_symmetricity']:.3f}",
                  "reproduced" if ok else "not", crit, why)
 
 

@@ -2,7 +2,8 @@
 key sets once, stamps `model_step`, and writes every analysis JSON and figure under the
 names in `runs`. The report (tinymod.report) only renders what this returns.
 
-    fourier   tabulate.analyze_tables + keysets + fits + partial_sums  -> fourier.json
+    fourier   tabulate.analyze_tables + keysets + fits + clock_pizza
+              + partial_sums                                           -> fourier.json
     svd       rank at the spectral set                                  -> svd.json
     ablate    ablation over the spectral set, strongest first           -> ablation.json
     progress  every snapshot at the in-use set                          -> progress.json
@@ -11,7 +12,7 @@ names in `runs`. The report (tinymod.report) only renders what this returns.
 """
 from pathlib import Path
 
-from tinymod.analysis import ablate, fits, keysets, partial_sums, progress, svd, tabulate
+from tinymod.analysis import ablate, clock_pizza, fits, keysets, partial_sums, progress, svd, tabulate
 from tinymod.model import rnn
 from tinymod.reports import plots, report
 from tinymod.training import runs
@@ -45,6 +46,7 @@ def fourier(params, config, threshold=THRESHOLD, extra_sets=None):
                                      for name, freqs in {**sets, **extra_sets}.items()}
     report["fits"] = fits.analyze(params, activation, seq_len, tables["logits"], tables["hidden"],
                                   {"in_use": sets["in_use"], "functional": sets["functional"], **extra_sets})
+    report["clock_pizza"] = clock_pizza.measure(params, activation, seq_len, tables["logits"], {**sets, **extra_sets})
     used = [k for k in report["strength_order"] if k in sets["in_use"]]
     report["partial_sums"] = {**partial_sums.analyze(tables, used, config["p"]), "key_set": "in_use, strongest first"}
     return report

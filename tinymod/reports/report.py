@@ -74,6 +74,19 @@ def running_sum_tables(ps):
              "| --- | --- | --- |"]
     lines += [f"| {s['t']} | {pct_or_none(s['fraction_explained'])} | "
               f"{pct_or_none(s['fraction_explained_by_tokens'])} |" for s in ps["steps"]]
+    if ps["carried"]:
+        vanilla = "next_by_tokens" in ps["carried"][0]
+        lines += ["", "What the recurrence passes on from step t (the object that carries information forward):", "",
+                  "| t | object | explained by cos/sin(w_k s_t) | by the tokens' terms |"
+                  + (" next pre-activation by (s_t, x_{t+1}) | by the tokens x_1..x_{t+1} |" if vanilla else ""),
+                  "| --- | --- | --- | --- |" + (" --- | --- |" if vanilla else "")]
+        lines += [f"| {c['t']} | {c['object']} | {pct_or_none(c['by_sum'])} | {pct_or_none(c['by_tokens'])} |"
+                  + (f" {pct_or_none(c['next_by_sum_and_token'])} | {pct_or_none(c['next_by_tokens'])} |" if vanilla else "")
+                  for c in ps["carried"]]
+    if ps["same_map"]:
+        lines += ["", "Is the carried clock one map at every step? The cosine between consecutive steps' maps "
+                      "s -> mean message: " + ", ".join(f"{m['object']} t = {m['from']} to {m['to']}: "
+                      + ("—" if m["cosine"] is None else f"{m['cosine']:.2f}") for m in ps["same_map"]) + "."]
     lines += ["", f"W_hh in each in-use frequency's plane: {ps['rotation_rule']}."]
     fmt = lambda v, f="{:.3f}": "—" if v is None else f.format(v)
     if ps["rotation"] is not None:
@@ -82,6 +95,27 @@ def running_sum_tables(ps):
                   f"{fmt(r['angle_degrees'], '{:.1f}')} | {fmt(r['scale'])} |" for r in ps["rotation"]]
     if "clock" in ps:
         lines += ["", f"![the clock of h_t]({runs.CLOCK_THROUGH_TIME_PNG})"]
+    return lines
+
+
+def clock_pizza_tables(cp):
+    """Markdown: per named set the label and its measures; per frequency in use the split."""
+    fmt = lambda v: "—" if v is None or v != v else f"{v:.3g}"
+    lines = [f"The label: {cp['label_rule']}.", "",
+             "| set | label | share of the logit variance | kappa (Clock form) | phi (difference-dependent form) "
+             "| pizza excess | chance level |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [f"| {name.replace('_', ' ')} | {s['label']} | {pct_or_none(s['variance_share'])} | {fmt(s['kappa'])} | "
+              f"{fmt(s['phi'])} | {fmt(s['pizza_excess'])} | {fmt(s['chance'])} |" for name, s in cp["sets"].items()]
+    used = set(cp["sets"]["in_use"]["frequencies"])
+    lines += ["", f"Each in-use frequency's logits along the answer axis, split into {', '.join(cp['terms'])} "
+                  "terms (shares of its variance):", "",
+              "| k | share of the logit variance | " + " | ".join(cp["terms"]) + " | pizza excess | chance |",
+              "| --- | --- | " + " | ".join("---" for _ in cp["terms"]) + " | --- | --- |"]
+    lines += [f"| {r['frequency']} | {pct(r['variance_share'])} | " + " | ".join(fmt(r["terms"][t]) for t in cp["terms"])
+              + f" | {fmt(r['pizza_excess'])} | {fmt(r['chance'])} |" for r in cp["frequencies"] if r["frequency"] in used]
+    lines += ["", f"Zhong et al.'s measures: distance irrelevance {fmt(cp['distance_irrelevance'])} (near 1 for a "
+                  f"Clock, small for a Pizza), gradient symmetricity {fmt(cp['gradient_symmetricity'])} (near 1 "
+                  f"for a Pizza). {cp['measures']}."]
     return lines
 
 
@@ -124,6 +158,7 @@ def in_short(f, svd_report, rows, progress_report=None):
                 "reproduced" if c.verdict.startswith("reproduced") and ", not" not in c.verdict else "partly")
         tally[word] = tally.get(word, 0) + 1
     fits, sets, last = f["fits"]["in_use"], f["key_sets"], f["partial_sums"]["steps"][-1]
+    sent = f["partial_sums"]["carried"][-1] if f["partial_sums"]["carried"] else None
     ranks = [e["rank_90"] for e in svd_report.values()]
     out = {"claims": f"{tally.get('reproduced', 0)} of {len(rows)} claims reproduced, {tally.get('partly', 0)} "
                      f"partly, {tally.get('not', 0)} not, on this one sample; the why column says what decided each.",
@@ -134,9 +169,16 @@ def in_short(f, svd_report, rows, progress_report=None):
                       f"at the in-use set Fourier multiplication leaves {pct(fits['logits']['fvu'])} of the logits' "
                       f"variance unexplained, and the worst-fitted object is {max(fits, key=lambda o: fits[o]['fvu'])} "
                       f"({pct(max(e['fvu'] for e in fits.values()))}).",
+           "clock_pizza": f"at the in-use set the logits read {f['clock_pizza']['sets']['in_use']['label']}: the "
+                          f"Clock form explains {pct_or_none(f['clock_pizza']['sets']['in_use']['kappa'])} of their "
+                          f"variance there, and letting amplitude and phase depend on the tokens' differences adds "
+                          f"{pct_or_none(f['clock_pizza']['sets']['in_use']['pizza_excess'])}.",
            "running": f"at the last step the running sum's terms explain "
                       f"{pct_or_none(last['fraction_explained'])} of h_{last['t']}, the separate tokens' terms "
-                      f"{pct_or_none(last['fraction_explained_by_tokens'])}.",
+                      f"{pct_or_none(last['fraction_explained_by_tokens'])}" + (
+                          f"; of what the recurrence passes on from step {sent['t']} ({sent['object']}), the "
+                          f"running sum's terms explain {pct_or_none(sent['by_sum'])}, the tokens' "
+                          f"{pct_or_none(sent['by_tokens'])}." if sent else "."),
            "rank": f"at 90% of the energy the matrices need rank {min(ranks)} to {max(ranks)}."}
     if progress_report:
         out["progress"] = "phases: " + ", ".join(
@@ -180,6 +222,7 @@ def markdown(run, analyses, summary=None, figures=(), config=None, kernels=None)
     lines += _table(["claim", "paper", "ours", "verdict", "criterion", "why"], rows) + ["", short["claims"]]
     lines += ["", "## Which frequencies the model uses", "", short["sets"], "", *key_set_tables(f), ""]
     lines += ["## Fourier structure", "", *fourier_tables(f), "", short["fourier"], ""]
+    lines += ["## Clock or Pizza", "", *clock_pizza_tables(f["clock_pizza"]), "", short["clock_pizza"], ""]
     lines += ["## The running sum through the sequence", "", *running_sum_tables(f["partial_sums"]), "",
               short["running"], ""]
     if control:
@@ -226,6 +269,9 @@ def fourier_text(r, folder):
     lines += ["key curve, strongest first by logit energy: " +
               ", ".join(f"{c['frequency']} (x{c['removal_loss_ratio']:.3g})" for c in r["key_curve"]) +
               "  (x: loss ratio with that frequency alone removed)",
+              "clock or pizza at each set: " + ", ".join(
+                  f"{name.replace('_', ' ')} {s['label']} (kappa {s['kappa']:.3f}, pizza excess {s['pizza_excess']:.2g})"
+                  for name, s in r["clock_pizza"]["sets"].items()),
               "running sum s_t: h_t explained by cos/sin(w_k s_t) / by the tokens' terms: " +
               ", ".join(f"t = {s['t']}: {100 * (s['fraction_explained'] or 0):.1f}% / "
                         f"{100 * (s['fraction_explained_by_tokens'] or 0):.1f}%" for s in r["partial_sums"]["steps"]),

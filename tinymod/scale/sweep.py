@@ -152,10 +152,11 @@ def run_config(folder, config):
 
 
 def _current_analyses(folder):
-    """report.md and a fourier.json of this tinymod's format (an older one lacks key_sets)."""
+    """report.md and a fourier.json of this tinymod's format (an older one lacks key_sets or
+    clock_pizza)."""
     try:
         return (folder / runs.REPORT_MD).is_file() and \
-            "key_sets" in json.loads((folder / runs.FOURIER_JSON).read_text())
+            {"key_sets", "clock_pizza"} <= json.loads((folder / runs.FOURIER_JSON).read_text()).keys()
     except (OSError, ValueError):
         return False
 
@@ -175,7 +176,7 @@ def _analysis(folder):
     from tinymod.reports.claims import claims
     read = lambda name: json.loads((folder / name).read_text())
     fourier, svd, ablation = read(runs.FOURIER_JSON), read(runs.SVD_JSON)["matrices"], read(runs.ABLATION_JSON)
-    used = fourier["key_sets"]["in_use"]
+    used, cp = fourier["key_sets"]["in_use"], fourier["clock_pizza"]
     fits = {f"{name}_{measure}": e[measure] for name, e in (fourier["fits"]["in_use"] or {}).items()
             for measure in ("fvu", "relative_l2")}
     return {"key_frequencies": fourier["key_frequencies"],
@@ -187,6 +188,11 @@ def _analysis(folder):
             "svd_energy": {name: e.get("energy_share_key_rank") for name, e in svd.items()},
             "svd_rank_90": {name: e["rank_90"] for name, e in svd.items()},
             "share_well_explained_nanda": fourier["fits"]["share_well_explained_nanda"],
+            "clock_pizza": {"label": cp["sets"]["in_use"]["label"], "kappa": cp["sets"]["in_use"]["kappa"],
+                            "pizza_excess": cp["sets"]["in_use"]["pizza_excess"],
+                            "chance": cp["sets"]["in_use"]["chance"],
+                            "distance_irrelevance": cp["distance_irrelevance"],
+                            "gradient_symmetricity": cp["gradient_symmetricity"]},
             "verdicts": {c.claim: c.verdict for c in claims(fourier, svd, ablation)}}
 
 
@@ -295,11 +301,12 @@ def done_work(cost, entry):
 def estimate(elapsed, spent, remaining, done, total, early=0):
     """The time left, from the work done so far and the work of the runs not finished
     (`spent`, `remaining`), or by the count of runs while no finished run has cost anything.
-    Runs that stop at a test accuracy are counted at their full steps until they finish, so
-    while `early` of them are left the estimate says it may be too long."""
+    Runs that stop early (at a test accuracy or a multiple of the grok step) are counted at
+    their full steps until they finish, so while `early` of them are left the estimate says
+    it may be too long."""
     left = elapsed / spent * remaining if spent else elapsed / done * (total - done)
-    return f"about {left:.0f} s left" + (f", less if the {early} run(s) that stop at a test accuracy stop "
-                                          f"early" if early else "")
+    return f"about {left:.0f} s left" + (f", less if the {early} run(s) that may stop early do"
+                                          if early else "")
 
 
 def _heartbeat(echo, start, state, every=60.0):
@@ -313,7 +320,8 @@ def _run_tasks(client, cluster, combos, out, report, axes, echo):
     entries, futures = {}, []
     costs = {name: work(config, out / name) for name, _, config in combos}
     state = {"stop": threading.Event(), "done": 0, "total": len(combos)}
-    early = {name for name, _, config in combos if config.stop_at is not None and costs[name]}
+    early = {name for name, _, config in combos
+             if (config.stop_at is not None or config.stop_after_grok is not None) and costs[name]}
     echo(f"{len(combos)} runs ({sum(1 for c in costs.values() if c == 0)} already finished) on "
          f"{len(client.scheduler_info().get('workers', {})) or 'the'} worker(s); an estimate follows each finished run")
     threading.Thread(target=_heartbeat, args=(echo, start, state), daemon=True).start()

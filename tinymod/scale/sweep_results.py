@@ -56,6 +56,13 @@ def _stats(values):
     return f"{statistics.mean(values):.3g} ± {sd:.2g} ({min(values):.3g}–{max(values):.3g})"
 
 
+def _tally(values):
+    out = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out
+
+
 def claims_table(entries):
     """Markdown: per group of seeds, each measure and each claim across its runs."""
     groups, group = {}, _grouper(entries)
@@ -83,7 +90,16 @@ def claims_table(entries):
                                          ("svd_rank_90", "rank of {name} at 90% energy"))
                     for name in dict.fromkeys(n for e in ok for n in (e.get(field) or {}))],
                   f"| well-explained units, Nanda's single-frequency measure | "
-                  f"{_stats([e.get('share_well_explained_nanda') for e in ok])} |", ""]
+                  f"{_stats([e.get('share_well_explained_nanda') for e in ok])} |",
+                  *[f"| {label} | {_stats([(e.get('clock_pizza') or {}).get(name) for e in ok])} |"
+                    for name, label in (("kappa", "Clock form's share of the in-use logit variance (kappa)"),
+                                        ("pizza_excess", "pizza excess at the in-use set"),
+                                        ("chance", "its chance level"),
+                                        ("distance_irrelevance", "distance irrelevance (Zhong et al.)"),
+                                        ("gradient_symmetricity", "gradient symmetricity (Zhong et al.)"))],
+                  "| Clock or Pizza at the in-use set (label) | " + "; ".join(
+                      f"{label} ({n} of {len(ok)})" for label, n in _tally(
+                          (e.get("clock_pizza") or {}).get("label", "not measured") for e in ok).items()) + " |", ""]
         claims = list(dict.fromkeys(c for e in ok for c in e.get("verdicts", {})))
         if claims:
             lines += ["| claim | verdicts over runs |", "| --- | --- |"]

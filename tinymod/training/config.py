@@ -65,6 +65,7 @@ class TrainConfig:
     checkpoint_every: int = 1000    # steps between checkpoints
     snapshot_every: int | None = None   # steps between parameter snapshots (None: auto, 0: none)
     stop_at: float | None = None    # stop once test accuracy reaches this (None: never)
+    stop_after_grok: float | None = None   # stop at this multiple of the grok step (None: never)
     seed: int = 0               # initialisation, split and minibatch order
     dtype: str = "float32"
     backend: str = "numpy"
@@ -105,6 +106,8 @@ class TrainConfig:
              f"snapshot-every must be 0 (none) or positive, got {self.snapshot_every}"),
             (self.stop_at is None or 0 < self.stop_at <= 1,
              f"stop-at must lie in (0, 1], got {self.stop_at}"),
+            (self.stop_after_grok is None or 1 <= self.stop_after_grok < math.inf,
+             f"stop-after-grok must be a finite multiple of at least 1, got {self.stop_after_grok}"),
             (self.seed >= 0, f"seed must be non-negative, got {self.seed}"),
             (self.threads is None or self.threads >= 1, f"threads must be positive, got {self.threads}"),
             # in logarithms: p**seq_len itself could take minutes to compute

@@ -26,7 +26,7 @@ from tinymod.model.backend import namespace
 from tinymod.training.config import EVAL_BATCH, FIELDS, GROK_ACC, TrainConfig, coerce
 from tinymod.errors import TinymodError
 
-RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "snapshot_every", "stop_at")
+RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "snapshot_every", "stop_at", "stop_after_grok")
 
 
 class Interrupted(Exception):
@@ -192,6 +192,20 @@ def _sigint_handler(interrupted):
     return handler
 
 
+def _stop_rule(config, rows):
+    """Why training stops at the last evaluation: "stop_at" (test accuracy reached it),
+    "stop_after_grok" (the step reached that multiple of the grok step, the first evaluation
+    at GROK_ACC), or "steps" (neither: train on)."""
+    last = rows[-1]
+    if config.stop_at is not None and last["test_acc"] >= config.stop_at:
+        return "stop_at"
+    if config.stop_after_grok is not None:
+        grok = next((r["step"] for r in rows if r["test_acc"] >= GROK_ACC), None)
+        if grok is not None and last["step"] >= config.stop_after_grok * grok:
+            return "stop_after_grok"
+    return "steps"
+
+
 def _loop(config, out, ds, host, state, progress):
     """Train from state.step to config.steps; returns (state, why it stopped)."""
     params, opt, step, seconds, rows = state
@@ -212,8 +226,8 @@ def _loop(config, out, ds, host, state, progress):
             t0 = time.perf_counter() - seconds
             if progress:
                 progress.start(step, config.steps, rows[-1])
-            if config.stop_at is not None and rows[-1]["step"] == step and rows[-1]["test_acc"] >= config.stop_at:
-                stopped = "stop_at"            # resumed at the step where the run stopped
+            if rows[-1]["step"] == step:       # resumed at the step where the run stopped
+                stopped = _stop_rule(config, rows)
             while step < config.steps and stopped == "steps":
                 step += 1
                 x, y = _batch(ds, (host.x_train, host.y_train), config, step)
@@ -229,8 +243,8 @@ def _loop(config, out, ds, host, state, progress):
                     metrics.append(rows[-1])
                     if progress:
                         progress.update(step, rows[-1])
-                    if config.stop_at is not None and rows[-1]["test_acc"] >= config.stop_at:
-                        stopped = "stop_at"
+                    stopped = _stop_rule(config, rows)
+                    if stopped != "steps":
                         break
                 if step % config.checkpoint_every == 0:
                     _check_finite(params, step, out)
