@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tinymod-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train sweep grokfast cells bench lectures gpu-check clean
+.PHONY: help install test train sweep grokfast cells cells-default bench lectures gpu-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,10 @@ grokfast: $(STAMP) ## time to grok with and without Grokfast's filter, over seed
 cells: $(STAMP) ## vanilla RNN, GRU and LSTM side by side over seeds (quick, default, paper --lr 3e-3), on a local dask cluster
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt '.[sweep]'
 	$(BIN)/tinymod sweep tinymod/scale/grids/cells.toml --out runs/cells
+
+cells-default: $(STAMP) ## the default rows of make cells alone (rnn, GRU, LSTM x 3 seeds), on a local dask cluster
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt '.[sweep]'
+	$(BIN)/tinymod sweep tinymod/scale/grids/cells_default.toml --out runs/cells-default
 
 bench: $(STAMP) ## time a training step: ours vs PyTorch (installed if pip can), the matmul limit
 	-$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt '.[bench]'

@@ -272,3 +272,17 @@ def test_the_functional_rule_is_relative_to_a_model_above_its_bar():
     # a model that clears the bar is held to its own accuracy, as before: every frequency here
     below = _Curve(full=0.0005, total=15)
     assert keysets.functional_size(below, order, 0.99) == 15
+
+
+def test_the_removal_claims_are_relative_to_the_models_own_accuracy():
+    """A model at 90% accuracy would fail an absolute 95% bar by construction; the bar is
+    95% of the model's own accuracy."""
+    report = lambda base, worst, control: {
+        "baseline": {"accuracy": base},
+        "single": [{"frequency": 3, "is_key": True, "accuracy": worst}, {"frequency": 4, "is_key": False, "accuracy": base}],
+        "cumulative": [{"removed": [3], "accuracy": 0.05}], "control_non_key": [{"removed": [4], "accuracy": control}]}
+    one, several = claims.ablation_claims(report(0.90, 0.88, 0.89))
+    assert one.verdict == "reproduced" and "85.5%" in one.criterion
+    assert several.verdict == "reproduced"
+    one, several = claims.ablation_claims(report(1.0, 0.94, 0.94))
+    assert one.verdict == "not" and several.verdict == "not"
