@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.getcwd())
-from tinymod import rnn  # noqa: E402
+from tinymod.model import rnn  # noqa: E402
 from tinymod.model import backend, data, kernels, optim
 
 # Agreement tolerances: the largest |gpu - cpu| over a gradient, relative to its largest |cpu|.

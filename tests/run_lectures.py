@@ -5,7 +5,7 @@ lectures/figures. Usage: python tests/run_lectures.py [WORKDIR] [LECTURE.md ...]
 Each lecture runs in its own Python process with, on x86-64, OpenBLAS's Haswell kernels
 (`PINNED_ENV`), which every AVX2 machine runs: a grokking run amplifies the last bit of a
 matmul into a different grok step, and OpenBLAS picks its kernels by CPU. The thread count
-needs no pin: training is bit-identical for any (tinymod.blocks) and an analysis equal to
+needs no pin: training is bit-identical for any (tinymod.model.blocks) and an analysis equal to
 1e-9, as tests/test_blocks.py proves with 1 and 2 threads. numba's kernels and NumPy's own
 loops were checked to give the same bits with and without AVX-512.
 
@@ -33,7 +33,7 @@ if platform.machine().lower() in ("x86_64", "amd64"):
 
 def env(threads=1):
     """The lecture's environment: pinned kernels and `threads` BLAS threads (training is
-    bit-identical for any thread count: tinymod.blocks, tests/test_blocks.py)."""
+    bit-identical for any thread count: tinymod.model.blocks, tests/test_blocks.py)."""
     n = str(threads)
     return {**os.environ, **PINNED_ENV, "OPENBLAS_NUM_THREADS": n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
 

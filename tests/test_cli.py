@@ -37,7 +37,7 @@ def test_unknown_command_is_a_one_line_error():
 def test_importing_tinymod_leaves_matplotlib_as_it_was(tmp_path):
     """The plots use matplotlib's object API: no pyplot, no backend switch for a notebook."""
     code = ("import matplotlib, sys\nbefore = matplotlib.get_backend()\n"
-            "import tinymod.plots, tinymod.report, tinymod.train, tinymod.progress\n"
+            "import tinymod.reports.plots, tinymod.reports.report, tinymod.training.train, tinymod.analysis.progress\n"
             "print(before == matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
                          check=True, env={**__import__("os").environ, "MPLBACKEND": "svg"})

@@ -3,7 +3,7 @@ given, and leaves an existing file whole when drawing fails."""
 import numpy as np
 import pytest
 
-from tinymod import pictures
+from tinymod.reports import pictures
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -40,7 +40,7 @@ NAMES = tuple(PHASE_RULES)
 
 def frequencies_for(spec, level=0.9):
     """How many frequencies k >= 1, strongest first, hold `level` of the non-constant energy
-    (the effective-rank rule of tinymod.svd, on a spectrum)."""
+    (the effective-rank rule of tinymod.analysis.svd, on a spectrum)."""
     energy = np.sort(np.asarray(spec[1:], dtype=np.float64))[::-1]
     return svd.effective_rank(np.cumsum(energy) / energy.sum(), level) if energy.sum() > 0 else 0
 

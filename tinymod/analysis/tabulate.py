@@ -123,7 +123,7 @@ def analyze_tables(params, activation="relu", threshold=keysets.THRESHOLD, seq_l
 def analyze(params, activation="relu", threshold=keysets.THRESHOLD, fit_key=None, split=None, seq_len=2):
     """analyze_tables' report plus the older multi-frequency fits at `fit_key` (the spectral
     key frequencies when None): `fit`, `energy_share_fit` and, given `split` (train and test
-    tuples), `logit_measures`. The pipeline's fits of named objects live in tinymod.fits."""
+    tuples), `logit_measures`. The pipeline's fits of named objects live in tinymod.analysis.fits."""
     report, tables = analyze_tables(params, activation, threshold, seq_len)
     fit_key = report["key_frequencies"] if fit_key is None else [int(k) for k in fit_key]
     logit_error, fit_accuracy, _ = fits.fit_logits(tables["logits"], fit_key)

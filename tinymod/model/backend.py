@@ -6,7 +6,7 @@ shared path uses only the Python array API standard (functions, not methods; no 
 fancy-index adds; `xp.astype`; devices passed explicitly), which the tests enforce by
 running it on `array_api_strict` placed on a non-default device. Arrays become NumPy only
 at the edges (files, plots, printing) through `to_numpy`. CuPy is imported only by
-`get("cupy")`; numba kernels stay the NumPy fast path (tinymod.kernels).
+`get("cupy")`; numba kernels stay the NumPy fast path (tinymod.model.kernels).
 """
 import sys
 

@@ -11,13 +11,13 @@ of W_ih (G*H, D), W_hh (G*H, H), b_ih and b_hh (G*H,). sigma is the logistic sig
         h_t = (1 - z) * n + z * h_{t-1}
   LSTM  i, f, o = sigma(gi + gh) in blocks i, f, o    g = tanh(gi_g + gh_g)
         c_t = f * c_{t-1} + i * g              h_t = o * tanh(c_t)
-  h_0 = c_0 = 0; logits = h_T @ W_out.T + b_out, as for the vanilla cell (tinymod.rnn).
+  h_0 = c_0 = 0; logits = h_T @ W_out.T + b_out, as for the vanilla cell (tinymod.model.rnn).
 
 The per-residue shortcut is the vanilla cell's: gi_t is row x_t of the table
 U = E @ W_ih.T + b_ih (p, G*H); h_0 = 0 makes the first step a function of x_1 alone, so
 h_1 (and c_1) are tables over the p residues, and h_1 @ W_hh.T at step 2 is row x_1 of
 A = H1 @ W_hh.T. Backward sums what reaches a table row per residue (a scatter-add) before
-the small (p, G*H) matmuls. `tinymod.reference` holds the same maths as a literal loop.
+the small (p, G*H) matmuls. `tinymod.model.reference` holds the same maths as a literal loop.
 """
 from typing import NamedTuple
 

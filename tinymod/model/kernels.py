@@ -26,7 +26,7 @@ from tinymod.model.backend import arange, namespace
 
 
 _numba = None        # the numba module once loaded, False when unavailable or switched off
-_compiled = {}       # plain kernel function -> its numba dispatcher
+_compiled: dict[Callable, Callable] = {}       # plain kernel function -> its numba dispatcher
 
 
 def numba_enabled():
@@ -48,7 +48,7 @@ def compiled(fn):
     """numba.njit(fn) with an on-disk cache where one can be written, in memory otherwise."""
     if fn not in _compiled:
         try:
-            # nogil: tinymod.blocks runs kernels on blocks of examples in threads
+            # nogil: tinymod.model.blocks runs kernels on blocks of examples in threads
             _compiled[fn] = _numba.njit(cache=True, nogil=True)(fn)
         except RuntimeError:  # "cannot cache function ...: no locator available"
             _compiled[fn] = _numba.njit(fn)
@@ -65,7 +65,7 @@ class Kernel(NamedTuple):
     portable: Callable    # the array-API twin: the reference, and what CuPy runs
 
 
-KERNELS = {}
+KERNELS: dict[str, Kernel] = {}
 
 
 def register(portable, loop=None, fast=None):

@@ -1,4 +1,4 @@
-"""The contract's equations as a literal loop: the twin of `tinymod.rnn`'s fast path.
+"""The contract's equations as a literal loop: the twin of `tinymod.model.rnn`'s fast path.
 
 Letters: B examples, T tokens, p residues, D embedding width, H hidden width.
 Slow on purpose (every step does every matmul per example); tests assert that

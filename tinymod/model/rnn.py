@@ -1,5 +1,5 @@
 """The model (contract 1, docs/contracts.md): a vanilla RNN, its forward pass and its BPTT;
-the gated cells (GRU, LSTM) live in `tinymod.gated`, and every public call here takes
+the gated cells (GRU, LSTM) live in `tinymod.model.gated`, and every public call here takes
 `cell` ("rnn", "gru" or "lstm"; by default read from the parameters' names and shapes).
 
 Letters: B examples, T tokens per example, p residues, D embedding width, H hidden width.
@@ -14,7 +14,7 @@ h_1 = act(U[x_1] + b_h) is row x_1 of the table H1 = act(U + b_h), and h_1 @ W_h
 row x_1 of A = H1 @ W_hh.T. Only from t = 2 on does the state depend on more than one
 token. The backward pass mirrors this: gradients that reach a table row are summed per
 residue (a scatter-add) before the small (p, H) matmuls. It is the same maths as the
-plain loop in `tinymod.reference`, which tests compare it against.
+plain loop in `tinymod.model.reference`, which tests compare it against.
 """
 import math
 import threading
@@ -286,7 +286,7 @@ def loss_and_grads(params, x, y, activation="relu", cell=None):
     """Mean softmax cross-entropy of the model on (x, y), and its gradients, for any cell.
 
     On NumPy the readout, the loss and their backward run fused, block by block of
-    examples (tinymod.blocks), while a block's logits are still in cache: the (B, p)
+    examples (tinymod.model.blocks), while a block's logits are still in cache: the (B, p)
     logits are never formed whole. The gradients are bit-identical to forward, then
     softmax_xent, then backward."""
     xp = namespace(params["E"])

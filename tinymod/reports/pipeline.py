@@ -1,6 +1,6 @@
 """The analysis pipeline, owner of contract 5: for one model it computes the tables and the
 key sets once, stamps `model_step`, and writes every analysis JSON and figure under the
-names in `runs`. The report (tinymod.report) only renders what this returns.
+names in `runs`. The report (tinymod.reports.report) only renders what this returns.
 
     fourier   tabulate.analyze_tables + keysets + fits + clock_pizza
               + partial_sums                                           -> fourier.json
@@ -116,7 +116,7 @@ def untrained_control(params, config, key, spectral, threshold=THRESHOLD):
 def run_report(params, config, folder, summary=None, threshold=THRESHOLD, snapshots=True, voice=None):
     """Every analysis (progress too when the run has snapshots), each computed once, and
     report.md rendered from them (`summary`: the training summary, if any; `voice`, a
-    tinymod.speak.Voice, says each stage as it starts). Returns (the report's path,
+    tinymod.reports.speak.Voice, says each stage as it starts). Returns (the report's path,
     {"fourier", "svd", "ablation", "control", "progress"})."""
     analyses = _analyses(params, config, folder, threshold, snapshots, voice)
     figures = [name for name in runs.TRAINING_FIGURES + runs.ANALYSIS_FIGURES if (Path(folder) / name).exists()]

@@ -1,5 +1,5 @@
 """report.md and the commands' console summaries, rendered from the analyses that
-tinymod.pipeline computes and writes; nothing here computes a measure."""
+tinymod.reports.pipeline computes and writes; nothing here computes a measure."""
 import math
 
 from tinymod.analysis.keysets import SET_FIELDS
@@ -194,7 +194,7 @@ def one_sample(config, kernels=None):
 
 
 def markdown(run, analyses, summary=None, figures=(), config=None, kernels=None):
-    """The text of report.md from tinymod.pipeline.run_report's analyses (figures are linked
+    """The text of report.md from tinymod.reports.pipeline.run_report's analyses (figures are linked
     by file name, beside it)."""
     f, svd_report, ablation_report = analyses["fourier"], analyses["svd"]["matrices"], analyses["ablation"]
     control, progress_report = analyses.get("control"), analyses.get("progress")

@@ -180,7 +180,7 @@ def time_torch_compiled(p, frac, width, dtype, repeats, cell="rnn"):
 
 
 def _jax_step(jax, jnp, cell, P, x_t, h, c):
-    """One recurrent step in JAX, the equations of tinymod.rnn and tinymod.gated."""
+    """One recurrent step in JAX, the equations of tinymod.model.rnn and tinymod.model.gated."""
     if cell == "rnn":
         return jax.nn.relu(P["E"][x_t] @ P["W_ih"].T + h @ P["W_hh"].T + P["b_h"]), c
     gi, gh = P["E"][x_t] @ P["W_ih"].T + P["b_ih"], h @ P["W_hh"].T + P["b_hh"]
@@ -320,7 +320,7 @@ def run_worker(threads, repeats):
            "MKL_NUM_THREADS": str(threads),
            "XLA_FLAGS": f"--xla_cpu_multi_thread_eigen={'false' if threads == 1 else 'true'} "
                         f"intra_op_parallelism_threads={threads}"}
-    code = f"import json; from tinymod import bench; print(json.dumps(bench.worker({threads}, {repeats})))"
+    code = f"import json; from tinymod.scale import bench; print(json.dumps(bench.worker({threads}, {repeats})))"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -334,7 +334,7 @@ def startup():
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "tinymod", "--help"], capture_output=True, check=True)
         help_times.append(time.perf_counter() - start)
-    probe = ("import time, numpy as np; from tinymod import rnn; "
+    probe = ("import time, numpy as np; from tinymod.model import rnn; "
              "params = rnn.init_params(7, 4, 4); x = np.array([[1, 2]]); t = time.perf_counter(); "
              "rnn.loss_and_grads(params, x, x.sum(1) % 7); print(time.perf_counter() - t)")
     with tempfile.TemporaryDirectory() as cache:
@@ -348,7 +348,7 @@ def startup():
 
 def profile(dtype, repeats, p=113, frac=0.3, width=128):
     """Where our step's time goes: its three (B, p, H) matmuls as the step runs them (fixed
-    blocks, single-threaded BLAS, tinymod.blocks) and the softmax cross-entropy, timed
+    blocks, single-threaded BLAS, tinymod.model.blocks) and the softmax cross-entropy, timed
     alone; the rest (gathers, scatter-adds, activations, small matmuls, AdamW) is the
     remainder."""
     ds = data.make_dataset(p, 2, frac, 0)

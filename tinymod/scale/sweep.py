@@ -9,7 +9,7 @@ folder, named from the settings its grid table varies, and one dask task.
 Tasks are idempotent: a finished run is skipped, a run that holds checkpoints resumes from
 the newest one, so a task that dask reschedules after its worker died, or a sweep called
 again, trains nothing twice. Each task runs with one thread; training is bit-identical
-for any thread count (tinymod.blocks), so a sweep's model.npz is the one `tinymod train
+for any thread count (tinymod.model.blocks), so a sweep's model.npz is the one `tinymod train
 --threads 1` writes.
 """
 import itertools

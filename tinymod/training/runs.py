@@ -27,7 +27,7 @@ CONFIG, METRICS, MODEL, LOCK = "config.json", "metrics.jsonl", "model.npz", ".lo
 CHECKPOINTS, SNAPSHOTS = "checkpoints", "snapshots"
 CURVES_PNG, WEIGHT_NORM_PNG = "curves.png", "weight_norm.png"
 TRAINING_FIGURES = (CURVES_PNG, WEIGHT_NORM_PNG)
-# the analysis outputs, one name each (contract 5 writes them through tinymod.pipeline)
+# the analysis outputs, one name each (contract 5 writes them through tinymod.reports.pipeline)
 FOURIER_JSON, SVD_JSON, ABLATION_JSON = "fourier.json", "svd.json", "ablation.json"
 PROGRESS_JSON, CONTROL_JSON, REPORT_MD = "progress.json", "control.json", "report.md"
 PROGRESS_PNG, SPECTRA_PNG, KEY_CURVE_PNG = "progress.png", "fourier_spectra.png", "key_curve.png"

@@ -1,7 +1,7 @@
 """The training loop: set up or restore, the loop, and finish; evaluation, metrics,
 checkpoints, snapshots, Ctrl-C and the progress line.
 
-A run is a folder (contract 3, owned by `tinymod.runs`): config.json, metrics.jsonl (one
+A run is a folder (contract 3, owned by `tinymod.training.runs`): config.json, metrics.jsonl (one
 line per evaluation), checkpoints/step_NNNNNNN.npz every `checkpoint_every` steps,
 snapshots/ for tinymod progress, model.npz at the end, and the training figures. Every
 step is deterministic (full batch, or a minibatch drawn from default_rng([seed, step])),
