@@ -238,6 +238,14 @@ def test_cli_fourier_and_report_on_a_confident_hand_built_model(tmp_path):
     assert verdicts["the logits are Fourier multiplication (Clock), not Pizza, at the frequencies in use"] == "reproduced"
     assert verdicts["about six key frequencies"] == "not"                   # 2 is not within 2x of 6
     assert result.output.count("    why: ") == 8
+    records = json.loads((tmp_path / "claims.json").read_text())
+    assert records["model_step"] == f["model_step"] and records["statuses"] == ["reproduced", "partly", "not"]
+    by_id = {c["id"]: c for c in records["claims"]}
+    assert list(by_id) == ["sparse", "count", "low_rank", "aligned", "fit", "mechanism", "one_removal",
+                           "several_removals"]
+    assert by_id["fit"]["status"] == "reproduced" and by_id["count"]["status"] == "not"
+    assert by_id["mechanism"]["label"] == "Clock" and by_id["mechanism"]["threshold"]["label"] == "Clock"
+    assert by_id["count"]["values"]["in_use"] == 2 and by_id["count"]["threshold"] == {"in_use_min": 3, "in_use_max": 12}
 
 
 def test_construct_refuses_a_non_positive_scale(tmp_path):

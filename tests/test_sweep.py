@@ -57,12 +57,14 @@ def test_a_sweep_runs_skips_records_failures_and_matches_train(tmp_path, cluster
     assert [r["name"] for r in saved] == [e["name"] for e in entries]
     ok = saved[0]
     assert {"folder", "settings", "grok_step", "train_acc", "test_acc", "key_frequencies",
-            "functional_key_frequencies", "in_use_key_frequencies", "in_use_fits", "svd_energy", "verdicts"} <= set(ok)
+            "functional_key_frequencies", "in_use_key_frequencies", "in_use_fits", "svd_energy", "claims"} <= set(ok)
     assert set(ok["svd_energy"]) >= {"E", "W_out", "E @ W_ih.T"}
     assert ok["settings"]["seed"] == 0 and ok["folder"] == "seed-0_lr-0.003"
     assert (out / "sweep.csv").read_text().count("\n") == 5
     report = (out / "sweep_report.md").read_text()
-    assert "claims over seeds" in report and "verdicts over runs" in report and "Failed runs" in report
+    assert "claims over seeds" in report and "Failed runs" in report
+    assert "| claim (status over runs) | reproduced | partly | not | not measured |" in report
+    assert {c["status"] for c in ok["claims"]} <= {"reproduced", "partly", "not"} and len(ok["claims"]) == 8
     assert "| top 2K singular energy of W_hh (K spectral) |" in report
     assert (out / "phase_diagram.png").is_file() and (out / "grok_steps.png").is_file()
     # bit-identical to tinymod train --threads 1
@@ -272,3 +274,23 @@ def test_the_estimate_says_when_runs_that_stop_early_may_make_it_long():
     assert sweep.done_work(400, {"settings": {"steps": 20000}, "step": 20000}) == 400
     assert sweep.done_work(0, stopped) == 0                          # finished before the sweep
     assert sweep.done_work(400, {"status": "failed"}) == 400         # no step recorded
+
+
+def test_the_sweep_tallies_claim_statuses_not_their_text():
+    """Three runs whose verdict texts differ ('not: 7 of 12', 'not: 9 of 12') but whose
+    statuses are records: one row, counted by status."""
+    from tinymod.scale.sweep_results import claims_table
+    record = lambda status, verdict: {"id": "aligned", "claim": "top singular vectors are key Fourier modes",
+                                      "status": status, "verdict": verdict, "label": None}
+    entries = [{"name": f"seed-{i}", "status": "ok", "settings": {"seed": i}, "grok_step": 100,
+                "claims": [record(s, v)]}
+               for i, (s, v) in enumerate([("not", "not: 7 of 12"), ("not", "not: 9 of 12"),
+                                           ("reproduced", "reproduced")])]
+    rows = [line for line in claims_table(entries) if line.startswith("| top singular vectors")]
+    assert rows == ["| top singular vectors are key Fourier modes | 1 of 3 | 0 of 3 | 2 of 3 | 0 of 3 |"]
+
+
+def test_a_claim_status_is_one_of_three():
+    from tinymod.reports.claims import Claim
+    with pytest.raises(ValueError, match="status 'partly: 2 of 6'"):
+        Claim("low_rank", "c", "p", "o", "partly: 2 of 6", "partly: 2 of 6", "crit", "why")

@@ -256,7 +256,7 @@ def report(source, threshold, backend_name):
     voice = Voice(lambda line: click.echo(line, err=True))
     path, analyses = pipeline.run_report(params, config, folder, summary, threshold, voice=voice)
     voice.finish()
-    click.echo(report.claims_text(analyses["fourier"], analyses["svd"], analyses["ablation"]))
+    click.echo(report.claims_text(analyses["fourier"], analyses["claims"]))
     click.echo(f"wrote {path}")
 
 

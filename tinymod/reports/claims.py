@@ -1,9 +1,15 @@
 """The paper's claims (Rangamani, ICASSP 2025), each judged by a one-sided rule on a model's
 analyses, with the numbers, the criterion and why it passes or fails. One small function
 per claim; `claims` lists them all. Sparsity, the count, the fit and the mechanism are judged
-at the in-use set; low rank and ablation at the spectral set."""
+at the in-use set; low rank and ablation at the spectral set.
+
+A verdict is data: a `Claim` record holds its `status` (one of STATUSES), the measured
+`values` and the `threshold` that decided it, and the why. report.md, the console and the
+sweep render and tally the status; the verdict text beside it (`verdict`) only qualifies it
+("reproduced as FVU, not as relative L2" is `partly`). `tinymod report` writes the records
+to claims.json."""
 import math
-from typing import NamedTuple
+from dataclasses import asdict, dataclass, field
 
 from tinymod.analysis.keysets import LEVEL
 
@@ -38,13 +44,33 @@ def _counts(counts, unit):
     return "/".join(map(str, counts.values())) + f" at {unit} " + "/".join(counts)
 
 
-class Claim(NamedTuple):
+STATUSES = ("reproduced", "partly", "not")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim's verdict. `id` names it in claims.json and the sweep; `verdict` is the
+    text report.md prints (the status, qualified); `label` is the Clock-or-Pizza label for
+    the mechanism claim (a measured value beside the status), None for the others."""
+    id: str
     claim: str
     paper: str
     ours: str
+    status: str
     verdict: str
     criterion: str
     why: str
+    values: dict = field(default_factory=dict)
+    threshold: dict = field(default_factory=dict)
+    label: str | None = None
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"claim {self.id}: status {self.status!r} is not one of {STATUSES}")
+
+    def record(self):
+        """The claims.json record: every field, the numbers as JSON numbers."""
+        return asdict(self)
 
 
 NO_KEY = ("**No frequency qualifies as key:** no frequency holds any share of the non-constant "
@@ -62,10 +88,12 @@ def sparsity_claim(f):
            f"the {n} in use hold only {pct(share)} of the logit energy" if share < SPARSE_SHARE else
            f"{n} of {K} frequencies hold {pct(share)} of the logit energy; removing any other one "
            f"alone changes the loss by less than {used['factor']:g}x")
-    return Claim("a few frequencies carry the computation (sparse Fourier structure)", f"a few of {K}",
+    status = "reproduced" if ok else "not"
+    return Claim("sparse", "a few frequencies carry the computation (sparse Fourier structure)", f"a few of {K}",
                  f"{n} in use: {freqs_text(used['frequencies'])} ({pct(share)} of the logit energy)",
-                 "reproduced" if ok else "not", f"the in-use set has 1 to {most} of {K} frequencies "
-                 f"and holds at least {pct(SPARSE_SHARE)} of the logit energy", why)
+                 status, status, f"the in-use set has 1 to {most} of {K} frequencies "
+                 f"and holds at least {pct(SPARSE_SHARE)} of the logit energy", why,
+                 {"in_use": n, "logit_energy_share": share}, {"in_use_max": most, "logit_energy_share_min": SPARSE_SHARE})
 
 
 def count_claim(f):
@@ -77,12 +105,14 @@ def count_claim(f):
             f"{min(by_factor, key=float)} and {max(by_factor, key=float)}")
     why = (NONE_IN_USE if n == 0 else
            f"{n} is {'within' if lo <= n <= hi else 'outside'} a factor {COUNT_FACTOR} of {paper}; {edge}")
-    return Claim("about six key frequencies", f"{paper}",
+    status = "reproduced" if lo <= n <= hi else "not"
+    return Claim("count", "about six key frequencies", f"{paper}",
                  f"in use {n} ({_counts(by_factor, 'factors')}); functional "
                  f"{len(f['functional_key_frequencies'])} ({_counts(f['functional_counts_by_level'], 'levels')}); "
                  f"spectral {len(f['key_frequencies'])} (threshold {f['threshold']:g})",
-                 "reproduced" if lo <= n <= hi else "not",
-                 f"the in-use count is within a factor {COUNT_FACTOR} of {paper} ({lo} to {hi})", why)
+                 status, status, f"the in-use count is within a factor {COUNT_FACTOR} of {paper} ({lo} to {hi})", why,
+                 {"in_use": n, "functional": len(f["functional_key_frequencies"]), "spectral": len(f["key_frequencies"])},
+                 {"in_use_min": lo, "in_use_max": hi})
 
 
 def fit_claim(f):
@@ -93,16 +123,22 @@ def fit_claim(f):
     claim = "hidden pre-activations are cos/sin of the key frequencies"
     paper = f"relative error {PAPER['fit_error'][0]:g} to {top:g}"
     if fits is None:
-        return Claim(claim, paper, "no fit (no frequency in use)", "not", crit, NONE_IN_USE)
+        return Claim("fit", claim, paper, "no fit (no frequency in use)", "not", "not", crit, NONE_IN_USE,
+                     {}, {"fvu_max": top, "relative_l2_max": top})
     pre = {name: e for name, e in fits.items() if name.endswith(("preactivation", "_input"))}
     worst_fvu, worst_l2 = max(e["fvu"] for e in pre.values()), max(e["relative_l2"] for e in pre.values())
     as_fvu, as_l2 = worst_fvu <= top, worst_l2 <= top
-    verdict = ("reproduced under both readings" if as_fvu and as_l2 else
-               "reproduced as FVU, not as relative L2" if as_fvu else "not under either reading")
+    status, verdict = (("reproduced", "reproduced under both readings") if as_fvu and as_l2 else
+                       ("partly", "reproduced as FVU, not as relative L2") if as_fvu else
+                       ("not", "not under either reading"))
     ours = "; ".join(f"{name}: FVU {e['fvu']:.2g}, relative L2 {e['relative_l2']:.2g}" for name, e in pre.items())
     why = (f"as FVU: worst {worst_fvu:.2g} {'≤' if as_fvu else '>'} {top:g}; "
            f"as relative L2: worst {worst_l2:.2g} {'≤' if as_l2 else '>'} {top:g}")
-    return Claim(claim, paper, ours, verdict, crit, why)
+    return Claim("fit", claim, paper, ours, status, verdict, crit, why,
+                 {"worst_fvu": worst_fvu, "worst_relative_l2": worst_l2,
+                  **{f"{name}_fvu": e["fvu"] for name, e in pre.items()},
+                  **{f"{name}_relative_l2": e["relative_l2"] for name, e in pre.items()}},
+                 {"fvu_max": top, "relative_l2_max": top})
 
 
 def circuit_claim(f):
@@ -113,8 +149,10 @@ def circuit_claim(f):
             f"loss, ln(1/{LEVEL})), the excluded loss (train tuples) at least ln(p)/2 = {floor:.2f}, and the "
             f"logits read Clock, not Pizza: {f['clock_pizza']['label_rule']}")
     claim = "the logits are Fourier multiplication (Clock), not Pizza, at the frequencies in use"
+    limits = {"restricted_loss_max": bound, "excluded_loss_min": floor, "label": "Clock"}
     if not used["size"]:
-        return Claim(claim, "the mechanism", "no frequency in use; label neither", "not", crit, NONE_IN_USE)
+        return Claim("mechanism", claim, "the mechanism", "no frequency in use; label neither", "not", "not", crit,
+                     NONE_IN_USE, {}, limits, "neither")
     r, e = used["restricted_loss"], used["excluded_loss"]
     cp = f["clock_pizza"]["sets"]["in_use"]
     nanda = r <= bound and e >= floor
@@ -124,11 +162,17 @@ def circuit_claim(f):
            f"{cp['label']}: the Clock form explains {pct(cp['kappa'])} of the in-use frequencies' logit "
            f"variance, the pizza excess above chance is {cp['net_excess']:.2g}, the set holds "
            f"{pct(cp['variance_share'])} of the logit variance")
-    return Claim(claim, "the mechanism", f"label {cp['label']} (kappa {cp['kappa']:.3f}, pizza excess "
+    status = "reproduced" if ok else "not"
+    return Claim("mechanism", claim, "the mechanism", f"label {cp['label']} (kappa {cp['kappa']:.3f}, pizza excess "
                  f"{cp['pizza_excess']:.2g}, chance {cp['chance']:.2g}); restricted loss {r:.3g}, excluded "
                  f"loss {e:.3g}; distance irrelevance {f['clock_pizza']['distance_irrelevance']:.3f}, "
                  f"gradient symmetricity {f['clock_pizza']['gradient_symmetricity']:.3f}",
-                 "reproduced" if ok else "not", crit, why)
+                 status, status, crit, why,
+                 {"restricted_loss": r, "excluded_loss": e, "model_loss": f["model_loss"], "kappa": cp["kappa"],
+                  "pizza_excess": cp["pizza_excess"], "net_excess": cp["net_excess"], "chance": cp["chance"],
+                  "variance_share": cp["variance_share"],
+                  "distance_irrelevance": f["clock_pizza"]["distance_irrelevance"],
+                  "gradient_symmetricity": f["clock_pizza"]["gradient_symmetricity"]}, limits, cp["label"])
 
 
 def energy_claims(f, svd_report):
@@ -143,28 +187,32 @@ def energy_claims(f, svd_report):
         why = (f"{r} singular values are more than half of the largest rank, {rank}: nothing low about that"
                if not low else "every matrix clears the bar" if not below else
                "below the bar: " + ", ".join(f"{n} {pct(shares[n])}" for n in below))
+        status = "not" if not low or len(below) == len(shares) else "partly" if below else "reproduced"
         rows.append(Claim(
-            "significant singular components (2 per key frequency) hold most energy",
+            "low_rank", "significant singular components (2 per key frequency) hold most energy",
             f"{pct(PAPER['energy'][0])} to {pct(PAPER['energy'][1])}",
             f"{pct(shares[lo])} ({lo}) to {pct(shares[hi])} ({hi})",
-            "not" if not low else "reproduced" if not below else
-            f"partly: {len(shares) - len(below)} of {len(shares)} matrices" if len(below) < len(shares) else "not",
+            status, f"partly: {len(shares) - len(below)} of {len(shares)} matrices" if status == "partly" else status,
             f"the top {r} singular values (2 per spectral key frequency), at most half of the largest "
-            f"matrix's rank, hold at least {pct(PAPER['energy'][0])} of every matrix's energy", why))
+            f"matrix's rank, hold at least {pct(PAPER['energy'][0])} of every matrix's energy", why,
+            {"energy_share_key_rank": shares, "components": r, "largest_rank": rank},
+            {"energy_share_min": PAPER["energy"][0], "components_max": rank / 2}))
     top = svd_report.get("E @ W_ih.T", {}).get("top_vectors", [])[: 2 * len(spectral)]
     on_key, K = sum(v["is_key"] for v in top), f["p"] // 2
     few = len(spectral) <= K / 2
     ok = top and few and on_key >= ALIGNED * len(top)
     rows.append(Claim(
-        "top singular vectors are key Fourier modes", "aligned",
+        "aligned", "top singular vectors are key Fourier modes", "aligned",
         f"{on_key} of the top {len(top)} vectors of E @ W_ih.T have a key frequency "
         f"(mean purity {pct(sum(v['purity'] for v in top) / max(len(top), 1))})",
-        "reproduced" if ok else f"not: {on_key} of {len(top)}",
+        "reproduced" if ok else "not", "reproduced" if ok else f"not: {on_key} of {len(top)}",
         f"the spectral set has at most half of the {K} frequencies, and at least {pct(ALIGNED)} of the "
         f"top {2 * len(spectral)} vectors have one of them as their dominant frequency",
         "no spectral key frequency" if not top else
         f"the spectral set holds {len(spectral)} of {K} frequencies, so any vector is likely on one" if not few else
-        f"{on_key} of {len(top)} = {pct(on_key / len(top))} {'≥' if on_key >= ALIGNED * len(top) else '<'} {pct(ALIGNED)}"))
+        f"{on_key} of {len(top)} = {pct(on_key / len(top))} {'≥' if on_key >= ALIGNED * len(top) else '<'} {pct(ALIGNED)}",
+        {"on_key": on_key, "top_vectors": len(top), "spectral": len(spectral)},
+        {"on_key_share_min": ALIGNED, "spectral_max": K / 2}))
     return rows
 
 
@@ -174,31 +222,37 @@ def ablation_claims(ablation_report):
     # relative to the model's own accuracy: a model below ROBUST would fail by construction
     base = ablation_report["baseline"]["accuracy"]
     robust = ROBUST * base
+    one = "reproduced" if worst and worst["accuracy"] >= robust else "not"
     rows = [Claim(
-        "removing one key frequency barely hurts", "barely hurts",
+        "one_removal", "removing one key frequency barely hurts", "barely hurts",
         f"worst accuracy after one removal {pct(worst['accuracy']) if worst else 'none'} (the model {pct(base)})",
-        "reproduced" if worst and worst["accuracy"] >= robust else "not",
+        one, one,
         f"removing any one spectral key frequency keeps at least {ROBUST:g} × the model's accuracy on all "
         f"tuples ({pct(robust)})",
         "no spectral key frequency" if not worst else
         f"the worst, k = {worst['frequency']}, leaves {pct(worst['accuracy'])} "
-        f"({'≥' if worst['accuracy'] >= robust else '<'} {pct(robust)})")]
+        f"({'≥' if worst['accuracy'] >= robust else '<'} {pct(robust)})",
+        {"worst_accuracy": worst["accuracy"] if worst else None, "worst_frequency": worst["frequency"] if worst else None,
+         "model_accuracy": base}, {"accuracy_min": robust})]
     cumulative, control = ablation_report["cumulative"], ablation_report["control_non_key"]
     last = cumulative[-1]["accuracy"] if cumulative else float("nan")
     kept = control[-1]["accuracy"] if control else float("nan")
     path = ", ".join(f"{len(c['removed'])}: {pct(c['accuracy'])}" for c in cumulative)
     ok = last < COLLAPSE and kept >= robust
     no_control = "none left: every frequency is a spectral key frequency"
+    several = "reproduced" if ok else "not"
     rows.append(Claim(
-        "removing several destroys accuracy", "collapse",
+        "several_removals", "removing several destroys accuracy", "collapse",
         f"after removing 1, 2, ...: {path}; control (as many non-key): {pct(kept) if control else no_control}",
-        "reproduced" if ok else "not",
+        several, several,
         f"removing every spectral key frequency (strongest first) leaves under {pct(COLLAPSE)}; "
         f"as many non-key ones keep at least {ROBUST:g} × the model's accuracy ({pct(robust)})",
         "no spectral key frequency" if not cumulative else
         f"all {len(cumulative)} removed: {pct(last)} ({'<' if last < COLLAPSE else '≥'} {pct(COLLAPSE)}); "
         + (f"the control keeps {pct(kept)} ({'≥' if kept >= robust else '<'} {pct(robust)})" if control
-         else f"no control: {no_control}")))
+         else f"no control: {no_control}"),
+        {"all_removed_accuracy": last if cumulative else None, "control_accuracy": kept if control else None},
+        {"all_removed_accuracy_max": COLLAPSE, "control_accuracy_min": robust}))
     return rows
 
 
@@ -210,3 +264,9 @@ def claims(fourier_report, svd_report, ablation_report):
     f = fourier_report
     return [sparsity_claim(f), count_claim(f), *energy_claims(f, svd_report), fit_claim(f),
             circuit_claim(f), *ablation_claims(ablation_report)]
+
+
+def tally(statuses):
+    """{status: count} over STATUSES, in their order (the sweep's and report.md's tally)."""
+    statuses = list(statuses)
+    return {s: statuses.count(s) for s in STATUSES}

@@ -8,13 +8,14 @@ names in `runs`. The report (tinymod.reports.report) only renders what this retu
     ablate    ablation over the spectral set, strongest first           -> ablation.json
     progress  every snapshot at the in-use set                          -> progress.json
     control   the same architecture untrained, at the trained sets      -> control.json
+    claims    the paper's claims judged on the above, one record each   -> claims.json
     report    all of the above, and report.md
 """
 from pathlib import Path
 
 from tinymod.analysis import ablate, clock_pizza, fits, keysets, partial_sums, progress, svd, tabulate
 from tinymod.model import rnn
-from tinymod.reports import plots, report
+from tinymod.reports import claims, plots, report
 from tinymod.training import runs
 from tinymod.model.data import make_dataset
 from tinymod.analysis.fourier import energy_shares_at
@@ -117,7 +118,7 @@ def run_report(params, config, folder, summary=None, threshold=THRESHOLD, snapsh
     """Every analysis (progress too when the run has snapshots), each computed once, and
     report.md rendered from them (`summary`: the training summary, if any; `voice`, a
     tinymod.reports.speak.Voice, says each stage as it starts). Returns (the report's path,
-    {"fourier", "svd", "ablation", "control", "progress"})."""
+    {"fourier", "svd", "ablation", "control", "progress", "claims"})."""
     analyses = _analyses(params, config, folder, threshold, snapshots, voice)
     figures = [name for name in runs.TRAINING_FIGURES + runs.ANALYSIS_FIGURES if (Path(folder) / name).exists()]
     text = report.markdown(folder, analyses, summary, figures, config, runs.blas_kernels(folder))
@@ -138,6 +139,9 @@ def _analyses(params, config, folder, threshold, snapshots, voice=None):
     _write(folder, runs.CONTROL_JSON, config, {
         "what": "the same architecture at initialisation, measured at the trained model's in-use set",
         "key_frequencies": used, **control})
-    return {"fourier": found, "svd": svd_report, "ablation": ablation, "control": control,
+    verdicts = claims.claims(found, svd_report["matrices"], ablation)
+    _write(folder, runs.CLAIMS_JSON, config, {"statuses": list(claims.STATUSES),
+                                              "claims": [c.record() for c in verdicts]})
+    return {"fourier": found, "svd": svd_report, "ablation": ablation, "control": control, "claims": verdicts,
             "progress": run_progress(folder, config, used, voice=voice)
             if snapshots and runs.list_snapshots(folder) else None}

@@ -4,7 +4,8 @@ import math
 
 from tinymod.analysis.keysets import SET_FIELDS
 from tinymod.analysis.tabulate import components
-from tinymod.reports.claims import NO_KEY, claims, freqs_text, pct, pct_or_none
+from tinymod.reports.claims import NO_KEY, freqs_text, pct, pct_or_none
+from tinymod.reports.claims import tally as claims_tally
 from tinymod.training import runs
 
 
@@ -152,11 +153,7 @@ def control_table(trained, control):
 
 def in_short(f, svd_report, rows, progress_report=None):
     """One conclusion sentence per section of report.md, by section."""
-    tally = {}
-    for c in rows:
-        word = ("not" if c.verdict.startswith("not") else
-                "reproduced" if c.verdict.startswith("reproduced") and ", not" not in c.verdict else "partly")
-        tally[word] = tally.get(word, 0) + 1
+    tally = claims_tally(c.status for c in rows)
     fits, sets, last = f["fits"]["in_use"], f["key_sets"], f["partial_sums"]["steps"][-1]
     sent = f["partial_sums"]["carried"][-1] if f["partial_sums"]["carried"] else None
     ranks = [e["rank_90"] for e in svd_report.values()]
@@ -199,7 +196,7 @@ def markdown(run, analyses, summary=None, figures=(), config=None, kernels=None)
     f, svd_report, ablation_report = analyses["fourier"], analyses["svd"]["matrices"], analyses["ablation"]
     control, progress_report = analyses.get("control"), analyses.get("progress")
     lines = [f"# tinymod report: {run}", "", f"The model at step {f['model_step']}.", ""]
-    rows = claims(f, svd_report, ablation_report)
+    rows = analyses["claims"]
     short = in_short(f, svd_report, rows, progress_report)
     if summary:
         grok = (f"test accuracy first reached 99% at step {summary['grok_step']} "
@@ -219,7 +216,8 @@ def markdown(run, analyses, summary=None, figures=(), config=None, kernels=None)
     lines += ["## The paper's claims, and ours", "", one_sample(config or {}, kernels), ""]
     if not f["key_frequencies"]:
         lines += [NO_KEY, ""]
-    lines += _table(["claim", "paper", "ours", "verdict", "criterion", "why"], rows) + ["", short["claims"]]
+    lines += _table(["claim", "paper", "ours", "verdict", "criterion", "why"],
+                    [[c.claim, c.paper, c.ours, c.verdict, c.criterion, c.why] for c in rows]) + ["", short["claims"]]
     lines += ["", "## Which frequencies the model uses", "", short["sets"], "", *key_set_tables(f), ""]
     lines += ["## Fourier structure", "", *fourier_tables(f), "", short["fourier"], ""]
     lines += ["## Clock or Pizza", "", *clock_pizza_tables(f["clock_pizza"]), "", short["clock_pizza"], ""]
@@ -303,11 +301,12 @@ def ablation_text(r, folder):
                               f"wrote {folder / runs.ABLATION_JSON} and 2 figures"])
 
 
-def claims_text(f, svd, ablation):
-    """What `tinymod report` prints: every claim with its numbers, criterion and why."""
+def claims_text(f, rows):
+    """What `tinymod report` prints: every claim (tinymod.reports.claims records) with its
+    numbers, criterion and why."""
     lines = [NO_KEY.replace("**", "")] if not f["key_frequencies"] else []
     lines += [f"{c.claim}: {c.verdict}\n    ours: {c.ours}\n    paper: {c.paper}\n"
-              f"    criterion: {c.criterion}\n    why: {c.why}" for c in claims(f, svd["matrices"], ablation)]
+              f"    criterion: {c.criterion}\n    why: {c.why}" for c in rows]
     return "\n".join(lines)
 
 

@@ -152,10 +152,10 @@ def run_config(folder, config):
 
 
 def _current_analyses(folder):
-    """report.md and a fourier.json of this tinymod's format (an older one lacks key_sets or
-    clock_pizza)."""
+    """report.md, claims.json and a fourier.json of this tinymod's format (an older one lacks
+    key_sets or clock_pizza)."""
     try:
-        return (folder / runs.REPORT_MD).is_file() and \
+        return (folder / runs.REPORT_MD).is_file() and (folder / runs.CLAIMS_JSON).is_file() and \
             {"key_sets", "clock_pizza"} <= json.loads((folder / runs.FOURIER_JSON).read_text()).keys()
     except (OSError, ValueError):
         return False
@@ -173,9 +173,8 @@ def _whole_model(path):
 
 def _analysis(folder):
     """The numbers of a run's report that the sweep compares across runs."""
-    from tinymod.reports.claims import claims
     read = lambda name: json.loads((folder / name).read_text())
-    fourier, svd, ablation = read(runs.FOURIER_JSON), read(runs.SVD_JSON)["matrices"], read(runs.ABLATION_JSON)
+    fourier, svd = read(runs.FOURIER_JSON), read(runs.SVD_JSON)["matrices"]
     used, cp = fourier["key_sets"]["in_use"], fourier["clock_pizza"]
     fits = {f"{name}_{measure}": e[measure] for name, e in (fourier["fits"]["in_use"] or {}).items()
             for measure in ("fvu", "relative_l2")}
@@ -193,7 +192,8 @@ def _analysis(folder):
                             "chance": cp["sets"]["in_use"]["chance"],
                             "distance_irrelevance": cp["distance_irrelevance"],
                             "gradient_symmetricity": cp["gradient_symmetricity"]},
-            "verdicts": {c.claim: c.verdict for c in claims(fourier, svd, ablation)}}
+            "claims": [{field: c[field] for field in ("id", "claim", "status", "verdict", "label")}
+                       for c in read(runs.CLAIMS_JSON)["claims"]]}
 
 
 # --- the engine ---------------------------------------------------------------------------------

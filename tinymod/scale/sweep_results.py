@@ -7,16 +7,17 @@ import json
 import math
 import statistics
 
+from tinymod.reports.claims import STATUSES
 from tinymod.training import runs
 
 
 def _flat(entry):
     nested = {"in_use_fits": "in_use_fit_", "svd_energy": "svd_energy_", "svd_rank_90": "svd_rank_90_"}
-    row = {k: v for k, v in entry.items() if k not in ("settings", "verdicts", *nested)}
+    row = {k: v for k, v in entry.items() if k not in ("settings", "claims", *nested)}
     for field, prefix in nested.items():
         row.update({f"{prefix}{k}": v for k, v in (entry.get(field) or {}).items()})
     row.update({f"setting_{k}": v for k, v in (entry.get("settings") or {}).items()})
-    row.update({f"verdict: {k}": v for k, v in (entry.get("verdicts") or {}).items()})
+    row.update({f"status_{c['id']}": c["status"] for c in entry.get("claims") or ()})
     return {k: (" ".join(map(str, v)) if isinstance(v, list) else v) for k, v in row.items()}
 
 
@@ -100,15 +101,16 @@ def claims_table(entries):
                   "| Clock or Pizza at the in-use set (label) | " + "; ".join(
                       f"{label} ({n} of {len(ok)})" for label, n in _tally(
                           (e.get("clock_pizza") or {}).get("label", "not measured") for e in ok).items()) + " |", ""]
-        claims = list(dict.fromkeys(c for e in ok for c in e.get("verdicts", {})))
-        if claims:
-            lines += ["| claim | verdicts over runs |", "| --- | --- |"]
-            for c in claims:
-                tally = {}
-                for e in ok:
-                    verdict = e["verdicts"].get(c, "not measured")
-                    tally[verdict] = tally.get(verdict, 0) + 1
-                lines.append(f"| {c} | " + "; ".join(f"{v} ({n} of {len(ok)})" for v, n in tally.items()) + " |")
+        records = [{c["id"]: c for c in e.get("claims") or ()} for e in ok]
+        ids = list(dict.fromkeys(i for r in records for i in r))
+        if ids:
+            lines += ["| claim (status over runs) | " + " | ".join(STATUSES) + " | not measured |",
+                      "| --- |" + " --- |" * (len(STATUSES) + 1)]
+            for i in ids:
+                statuses = [r[i]["status"] if i in r else None for r in records]
+                name = next(r[i]["claim"] for r in records if i in r)
+                lines.append(f"| {name} | " + " | ".join(f"{statuses.count(s)} of {len(ok)}" for s in STATUSES)
+                             + f" | {statuses.count(None)} of {len(ok)} |")
             lines.append("")
     return lines
 

@@ -30,6 +30,7 @@ TRAINING_FIGURES = (CURVES_PNG, WEIGHT_NORM_PNG)
 # the analysis outputs, one name each (contract 5 writes them through tinymod.reports.pipeline)
 FOURIER_JSON, SVD_JSON, ABLATION_JSON = "fourier.json", "svd.json", "ablation.json"
 PROGRESS_JSON, CONTROL_JSON, REPORT_MD = "progress.json", "control.json", "report.md"
+CLAIMS_JSON = "claims.json"
 PROGRESS_PNG, SPECTRA_PNG, KEY_CURVE_PNG = "progress.png", "fourier_spectra.png", "key_curve.png"
 HIDDEN_2D_PNG, NEURONS_PNG = "hidden_spectrum_2d.png", "neurons_per_frequency.png"
 CLOCK_PNG, CLOCK_THROUGH_TIME_PNG = "clock.png", "clock_through_time.png"
@@ -39,7 +40,7 @@ ANALYSIS_FIGURES = (PROGRESS_PNG, SPECTRA_PNG, HIDDEN_2D_PNG, NEURONS_PNG, CLOCK
                     CLOCK_THROUGH_TIME_PNG, KEY_CURVE_PNG, SINGULAR_VALUES_PNG,
                     ABLATION_SINGLE_PNG, ABLATION_CUMULATIVE_PNG)
 ANALYSIS_OUTPUTS = (FOURIER_JSON, SVD_JSON, ABLATION_JSON, PROGRESS_JSON, CONTROL_JSON,
-                    REPORT_MD) + ANALYSIS_FIGURES
+                    CLAIMS_JSON, REPORT_MD) + ANALYSIS_FIGURES
 # a sweep folder's own files
 SWEEP_JSON, SWEEP_CSV, SWEEP_REPORT_MD = "sweep.json", "sweep.csv", "sweep_report.md"
 GROK_STEPS_PNG, PHASE_DIAGRAM_PNG = "grok_steps.png", "phase_diagram.png"
