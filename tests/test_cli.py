@@ -53,3 +53,20 @@ def test_train_says_when_the_kernels_are_not_the_readmes(tmp_path, monkeypatch):
     monkeypatch.setattr(runs, "blas_kernels", lambda folder: runs.REFERENCE_KERNELS)
     result = CliRunner().invoke(main, args + ["--out", str(tmp_path / "b")])
     assert result.exit_code == 0 and "note:" not in result.output
+
+
+def test_a_command_leaves_the_warnings_machinery_as_it_found_it(tmp_path):
+    """The CLI prints a warning as one line while a command runs, and restores
+    warnings.showwarning and formatwarning afterwards."""
+    import warnings
+    from tinymod.cli import main as cli
+    before = (warnings.showwarning, warnings.formatwarning)
+    run = tmp_path / "r"
+    assert CliRunner().invoke(cli, ["train", "--preset", "quick", "--p", "7", "--d-embed", "4", "--d-hidden", "4",
+                                    "--steps", "2", "--out", str(run)]).exit_code == 0
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write("{not json\n")
+    result = CliRunner().invoke(cli, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    assert any(line.startswith("Warning: ") and "metrics.jsonl" in line for line in result.output.splitlines())
+    assert (warnings.showwarning, warnings.formatwarning) == before

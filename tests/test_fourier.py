@@ -162,7 +162,8 @@ def test_cli_fourier_on_a_trained_tiny_run(tmp_path, tiny_run):
     (["fourier", "{tmp}"], "holds no model.npz"),
     (["fourier", "{tmp}/bad.npz"], "truncated or corrupt"),
     (["fourier", "{tmp}/bad.npz", "--threshold", "2"], "Invalid value for '--threshold'"),
-    (["construct", "--p", "11", "--freqs", "a,b", "--out", "{tmp}/c"], "comma-separated integers"),
+    (["construct", "--p", "11", "--freqs", "a,b", "--out", "{tmp}/c"], "Invalid value for '--freqs': must be comma-separated integers"),
+    (["construct", "--p", "11", "--freqs", ",", "--out", "{tmp}/c"], "Invalid value for '--freqs': names no integer"),
     (["construct", "--p", "11", "--freqs", "9", "--out", "{tmp}/c"], "must lie in 1..5"),
 ])
 def test_bad_inputs_are_one_line_errors(tmp_path, args, message):

@@ -139,6 +139,10 @@ def test_cell_and_parameters_must_agree():
         rnn.forward(params, np.array([[1, 2]]), cell="gru")
     with pytest.raises(ValueError, match="cell must be one of"):
         rnn.init_params(5, 3, 4, cell="transformer")
+    from tinymod.model.gated import gate_count
+    assert [gate_count(c) for c in ("rnn", "gru", "lstm")] == [1, 3, 4]
+    with pytest.raises(ValueError, match="cell must be one of"):
+        gate_count("gur")
 
 
 def test_config_refuses_an_activation_for_a_gated_cell_and_records_none():

@@ -90,20 +90,25 @@ def test_resume_after_a_crash_drops_metrics_past_the_checkpoint(tmp_path):
     (run / "metrics.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= 25) + '{"step": 3')
     (run / "checkpoints" / ".step_0000030.npz.abc.tmp").write_bytes(b"torn")
-    with pytest.warns(UserWarning, match="skipped unreadable line 7"):     # the torn line, named
-        result = invoke("--steps", 40, "--out", run, "--resume")
+    result = invoke("--steps", 40, "--out", run, "--resume")
     assert result.exit_code == 0, result.output
+    assert "skipped unreadable line 7" in result.output                    # the torn line, named
     assert [r["step"] for r in runs.read_metrics(run / "metrics.jsonl")] == list(range(0, 41, 5))
     assert not list((run / "checkpoints").glob(".*.tmp"))
     a, b = model_params(run), model_params(tmp_path / "ref")
     assert all(np.array_equal(a[n], b[n]) for n in rnn.PARAM_NAMES)
 
 
-def test_stop_at_ends_early(tmp_path):
-    result = invoke("--steps", 400, "--stop-at", 0.01, "--out", tmp_path / "r")
+def test_stop_at_ends_at_the_first_evaluation_that_meets_the_bar(tmp_path):
+    """A bar the untrained model misses (test accuracy 1/12 at step 0), met mid-run: only
+    the in-loop check can stop it there."""
+    result = invoke("--p", 11, "--frac", 0.9, "--d-embed", 16, "--d-hidden", 32, "--lr", 0.01, "--steps", 1500,
+                    "--eval-every", 50, "--stop-at", 0.3, "--out", tmp_path / "r")
     assert result.exit_code == 0, result.output
-    last = runs.read_metrics(tmp_path / "r" / "metrics.jsonl")[-1]
-    assert last["step"] < 400 and last["test_acc"] >= 0.01
+    rows = runs.read_metrics(tmp_path / "r" / "metrics.jsonl")
+    assert rows[0]["test_acc"] < 0.3 and all(r["test_acc"] < 0.3 for r in rows[:-1])
+    assert rows[-1]["test_acc"] >= 0.3 and 0 < rows[-1]["step"] < 1500
+    assert checkpoint.load(tmp_path / "r" / "model.npz")[1]["step"] == rows[-1]["step"]
 
 
 def test_divergence_stops_with_a_message_and_keeps_good_checkpoints(tmp_path):
@@ -123,8 +128,6 @@ BAD = [
     (["--d-embed", "-3"], "d-embed must be positive"),
     (["--steps", "0"], "steps must be positive"),
     (["--batch-size", "0"], "batch-size must be positive"),
-    (["--activation", "gelu"], "activation must be one of relu, tanh"),
-    (["--dtype", "float16"], "dtype must be one of float32, float64"),
     (["--lr", "-1"], "lr must be positive"),
     (["--threads", "0"], "threads must be positive"),
 ]
@@ -136,6 +139,19 @@ def test_bad_settings_are_one_line_errors(tmp_path, args, message):
     assert result.exit_code != 0
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--activation", "gelu"), ("--dtype", "float16"), ("--cell", "gur"),
+                                         ("--backend", "tpu")])
+def test_a_closed_set_is_a_choice_refused_by_click(tmp_path, flag, value):
+    """Every closed set is a click Choice: exit status 2, the usage line and one error line
+    naming the choices, as for `fourier --backend`."""
+    result = CliRunner().invoke(main, ["train", *TINY, "--steps", "5", flag, value, "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.startswith("Usage: ") and f"Invalid value for '{flag}': '{value}' is not one of" in result.output
+    assert [line for line in result.output.splitlines() if line.startswith("Error:")] == \
+        [line for line in result.output.splitlines() if "Invalid value" in line]
     assert not (tmp_path / "r").exists()
 
 

@@ -8,6 +8,7 @@ import click
 from tinymod import __version__
 from tinymod.analysis.ablate import SITES
 from tinymod.model.backend import BACKENDS
+from tinymod.model.rnn import ACTIVATIONS, CELLS, DTYPES
 from tinymod.training.config import PRESETS
 from tinymod.analysis.keysets import THRESHOLD as SPECTRAL_THRESHOLD
 
@@ -18,11 +19,34 @@ class _Errors(click.Group):
     def invoke(self, ctx):
         import warnings
         from tinymod.errors import TinymodError
-        warnings.formatwarning = lambda message, *_, **__: f"Warning: {message}\n"   # one line
+        with warnings.catch_warnings():      # restores warnings.showwarning when the command ends
+            warnings.showwarning = lambda message, *_, **__: click.echo(f"Warning: {message}", err=True)
+            try:
+                return super().invoke(ctx)
+            except TinymodError as e:
+                raise click.ClickException(str(e)) from None
+
+
+class IntList(click.ParamType):
+    """Comma-separated integers (`4,11,23`), at least one, each at least `least` when given;
+    a mistake is click's BadParameter (usage line, exit status 2)."""
+    name = "list"
+
+    def __init__(self, least=None):
+        self.least = least
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
         try:
-            return super().invoke(ctx)
-        except TinymodError as e:
-            raise click.ClickException(str(e)) from None
+            items = [int(v) for v in str(value).split(",") if v.strip()]
+        except ValueError:
+            self.fail(f"must be comma-separated integers, got {value!r}", param, ctx)
+        if not items:
+            self.fail(f"names no integer, got {value!r}", param, ctx)
+        if self.least is not None and min(items) < self.least:
+            self.fail(f"every value must be at least {self.least}, got {value!r}", param, ctx)
+        return items
 
 
 @click.group(cls=_Errors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,8 +70,8 @@ TRAIN_OPTIONS = [
     ("--seq-len", int, "number of tokens summed (2 is a + b)"),
     ("--d-embed", int, "embedding width D"),
     ("--d-hidden", int, "hidden width H"),
-    ("--cell", str, "recurrent cell: rnn (vanilla), gru or lstm (PyTorch's equations)"),
-    ("--activation", str, "the vanilla cell's activation: relu or tanh"),
+    ("--cell", click.Choice(CELLS), "recurrent cell: rnn (vanilla), gru or lstm (PyTorch's equations)"),
+    ("--activation", click.Choice(ACTIVATIONS), "the vanilla cell's activation: relu or tanh"),
     ("--lr", float, "AdamW learning rate"),
     ("--weight-decay", float, "AdamW decoupled weight decay"),
     ("--beta1", float, "AdamW beta1"),
@@ -64,8 +88,8 @@ TRAIN_OPTIONS = [
     ("--stop-after-grok", float, "stop at this multiple of the grok step (the first evaluation at "
                                  "99% test accuracy), e.g. 3: trained on until the weights settle"),
     ("--seed", int, "seed of the initialisation, the split and the minibatches"),
-    ("--dtype", str, "float32 or float64"),
-    ("--backend", str, "array backend: numpy, or cupy on an NVIDIA GPU"),
+    ("--dtype", click.Choice(DTYPES), "float32 or float64"),
+    ("--backend", click.Choice(BACKENDS), "array backend: numpy, or cupy on an NVIDIA GPU"),
     ("--threads", int, "threads running the step's example blocks, each with one BLAS thread "
                         "(every core when not given; see make bench)"),
 ]
@@ -324,7 +348,7 @@ def sweep(grid, out, workers, scheduler, no_report, axes, max_runs):
 
 
 @main.command()
-@click.option("--threads", default=None, help="BLAS thread counts to try, comma-separated  "
+@click.option("--threads", type=IntList(least=1), default=None, help="BLAS thread counts to try, comma-separated  "
                                             "[default: 1 up to the number of cores]")
 @click.option("--repeats", type=click.IntRange(min=3), default=30, show_default=True,
               help="timed repetitions per number (the median is reported)")
@@ -333,17 +357,10 @@ def bench(threads, repeats):
     D = H = 128): ours (forward, backward, AdamW) beside a plain PyTorch RNN when PyTorch
     is installed, the machine's matmul rate, and where our time goes."""
     import os
-    from tinymod.scale import bench as b
-    from tinymod.errors import TinymodError
-
-    try:
-        counts = ([int(t) for t in threads.split(",")] if threads is not None
-                  else list(range(1, (os.cpu_count() or 1) + 1)))
-    except ValueError:
-        raise TinymodError(f"--threads must be comma-separated integers, got {threads!r}") from None
-    if not counts or min(counts) < 1:
-        raise TinymodError("--threads must name positive thread counts")
     import tempfile
+    from tinymod.scale import bench as b
+
+    counts = threads if threads is not None else list(range(1, (os.cpu_count() or 1) + 1))
     results = [b.run_worker(n, repeats) for n in counts]
     best = min(results, key=lambda r: r["rows"]["float32"]["ours"]["step"])["rows"]["float32"]
     with tempfile.TemporaryDirectory() as scratch:
@@ -354,7 +371,7 @@ def bench(threads, repeats):
 
 @main.command()
 @click.option("--p", type=int, required=True, help="modulus")
-@click.option("--freqs", required=True, help="frequencies to plant, comma-separated (e.g. 4,11,23)")
+@click.option("--freqs", type=IntList(), required=True, help="frequencies to plant, comma-separated (e.g. 4,11,23)")
 @click.option("--out", type=click.Path(), required=True, help="folder for model.npz")
 @click.option("--phases", type=int, default=16, show_default=True, help="phases per frequency")
 @click.option("--form", type=click.Choice(["clock", "pizza"]), default="clock", show_default=True,
@@ -377,10 +394,7 @@ def construct(p, freqs, out, phases, form, pizza_share, offsets, scale, overwrit
     from tinymod.analysis import construct as builder
     from tinymod.errors import TinymodError
 
-    try:
-        planted = [int(k) for k in freqs.split(",") if k.strip()]
-    except ValueError:
-        raise TinymodError(f"--freqs must be comma-separated integers, got {freqs!r}") from None
+    planted = freqs
     params, accuracy = builder.build(p, planted, phases, offsets, scale=scale, form=form, pizza_share=pizza_share)
     share = builder.pizza_share_of(form, pizza_share)
     folder = _output_folder(out, None)

@@ -31,7 +31,9 @@ GATES = {"gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
 
 def gate_count(cell):
     """G, the pre-activation blocks a step computes: 3 for the GRU, 4 for the LSTM, 1 for the
-    vanilla cell."""
+    vanilla cell (`"rnn"`); any other name is refused."""
+    if cell != "rnn" and cell not in GATES:
+        raise ValueError(f"cell must be one of {('rnn', *GATES)}, got {cell!r}")
     return len(GATES.get(cell, ("h",)))
 
 
