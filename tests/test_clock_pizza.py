@@ -135,7 +135,7 @@ def test_the_mechanism_claim_fails_on_the_pizza_and_an_untrained_model_and_holds
     config = {"p": P, "activation": "relu", "seq_len": 2, "frac": 0.3, "seed": 0, "step": 0}
     verdicts = {}
     for name in ("clock", "pizza", "untrained"):
-        report = pipeline.fourier(built[name][0], config)
+        report = pipeline.fourier_report(built[name][0], config)
         assert report["clock_pizza"]["sets"]["in_use"]["frequencies"] == report["in_use_key_frequencies"]
         verdicts[name] = claims.circuit_claim(report)
     assert verdicts["clock"].verdict == "reproduced" and "label Clock" in verdicts["clock"].ours

@@ -90,7 +90,7 @@ def test_constructed_model_is_perfect_and_recovered_exactly(case):
     p, freqs = case
     params, accuracy = construct.build(p, freqs, phases=16, offsets=8)
     assert accuracy == 1.0
-    report = tabulate.analyze(params)
+    report = tabulate.fourier_picture(params)
     assert report["key_frequencies"] == freqs
     assert report["accuracy_all_pairs"] == 1.0
     for name in ("E", "U", "W_out", "logits"):
@@ -102,7 +102,7 @@ def test_constructed_model_is_perfect_and_recovered_exactly(case):
 
 
 def test_more_phases_and_offsets_make_the_fit_exact_in_the_limit():
-    errors = [tabulate.analyze(construct.build(13, [2, 5], m, r)[0])["fit"]["logits_relative_error"]
+    errors = [tabulate.fourier_picture(construct.build(13, [2, 5], m, r)[0])["fit"]["logits_relative_error"]
               for m, r in ((8, 4), (16, 8), (32, 16))]
     assert errors[0] > errors[1] > errors[2] and errors[2] < 5e-3
 

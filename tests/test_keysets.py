@@ -67,7 +67,7 @@ def test_hand_built_models_in_use_is_the_planted_set_and_the_curve_is_nanda(case
     tables = tabulate.model_tables(params)
     ds = data.make_dataset(p, 2, 0.3, 0)
     split = (ds.x_train, ds.x_test)
-    r = keysets.analyze(params, "relu", 2, tables["logits"], freqs, "planted", split)
+    r = keysets.find_key_sets(params, "relu", 2, tables["logits"], freqs, "planted", split)
     assert r["in_use_key_frequencies"] == freqs
     assert set(r["functional_key_frequencies"]) <= set(freqs)        # sufficient: maybe fewer
     assert sorted(r["strength_order"][:len(freqs)]) == freqs        # the planted ones hold the energy
@@ -97,7 +97,7 @@ def test_at_scale_1_the_functional_set_is_relative_to_the_model_and_the_planted_
     params, _ = construct.build(p, freqs, phases=16, offsets=8)
     tables = tabulate.model_tables(params)
     ds = data.make_dataset(p, 2, 0.3, 0)
-    r = keysets.analyze(params, "relu", 2, tables["logits"], freqs, "planted", (ds.x_train, ds.x_test))
+    r = keysets.find_key_sets(params, "relu", 2, tables["logits"], freqs, "planted", (ds.x_train, ds.x_test))
     assert r["model_loss"] > math.log(1 / keysets.LEVEL)
     n = len(r["functional_key_frequencies"])
     assert 1 <= n and set(r["functional_key_frequencies"]) <= set(freqs)
@@ -161,7 +161,7 @@ def test_hand_built_pre_activations_are_exactly_fourier_at_the_planted_set(case)
     p, freqs = case
     params, _ = confident(p, freqs)
     tables = tabulate.model_tables(params)
-    out = fits.analyze(params, "relu", 2, tables["logits"], tables["hidden"], {"planted": freqs, "none": []})
+    out = fits.fit_named_objects(params, "relu", 2, tables["logits"], tables["hidden"], {"planted": freqs, "none": []})
     assert out["none"] is None
     got = out["planted"]
     assert got["h1_preactivation"]["fvu"] <= 1e-12
@@ -178,12 +178,12 @@ def untrained(p=23, T=2, activation="relu"):
 def test_an_untrained_model_uses_no_frequency_and_fails_every_claim_with_a_why():
     from tinymod.analysis import ablate, svd
     params, config = untrained()
-    f = pipeline.fourier(params, config)
+    f = pipeline.fourier_report(params, config)
     assert len(f["in_use_key_frequencies"]) <= 1
     assert f["fits"]["in_use"] is None or len(f["in_use_key_frequencies"]) == 1
     key, strength = keysets.weight_key_frequencies(params)
-    matrices = svd.analyze(params, "relu", key)
-    abl = ablate.analyze(params, config, key, strength, seeds=1)
+    matrices = svd.measure_matrices(params, "relu", key)
+    abl = ablate.measure_removals(params, config, key, strength, seeds=1)
     verdicts = claims.claims(f, matrices, abl)
     assert len(verdicts) == 8
     for c in verdicts:
@@ -194,12 +194,12 @@ def test_an_untrained_model_uses_no_frequency_and_fails_every_claim_with_a_why()
 @pytest.mark.parametrize("T, activation", [(3, "relu"), (2, "tanh")])
 def test_three_tokens_and_tanh_have_a_curve_and_fits_whose_rules_say_what_they_use(T, activation):
     params, config = untrained(p=7, T=T, activation=activation)
-    f = pipeline.fourier(params, config)
+    f = pipeline.fourier_report(params, config)
     assert f["key_curve"] and f["key_curve"][0]["n"] == 1
     assert "strength order" in f["key_curve_rule"]
     assert f["fits"]["rule"]["T > 2" if T > 2 else "T = 2"]
     chosen = {"functional": f["functional_key_frequencies"]}
-    out = fits.analyze(params, activation, T, tabulate.model_tables(params, activation, T)["logits"],
+    out = fits.fit_named_objects(params, activation, T, tabulate.model_tables(params, activation, T)["logits"],
                        tabulate.model_tables(params, activation, T)["hidden"], chosen)
     names = set(out["functional"] or {})
     expected = ({f"h{t}_preactivation" for t in range(1, T + 1)} | {f"h{T}", "logits"} if T > 2 else

@@ -59,7 +59,7 @@ def test_logit_fvu_names_itself():
     a, b, c = np.ix_(np.arange(p), np.arange(p), np.arange(p))
     logits = np.cos(2 * np.pi * 3 * (a + b - c) / p) + 0.5 * np.cos(2 * np.pi * (a - c) / p)
     error, _, _ = fits.fit_logits(logits, [3])
-    report_ = tabulate.analyze(construct.build(p, [3], 16, 8)[0])
+    report_ = tabulate.fourier_picture(construct.build(p, [3], 16, 8)[0])
     assert report_["fit"]["logits_fvu"] == pytest.approx(report_["fit"]["logits_relative_error"] ** 2)
     assert 0 < error < 1 and "fraction of variance unexplained" in report_["fit"]["measures"]
 
@@ -95,7 +95,7 @@ def test_progress_on_a_tiny_run(tiny_run):
     result = CliRunner().invoke(main, ["progress", str(run)])
     assert result.exit_code == 0, result.output
     r = json.loads((run / "progress.json").read_text())
-    fourier_report = pipeline.fourier(checkpoint.load(run / "model.npz")[0],
+    fourier_report = pipeline.fourier_report(checkpoint.load(run / "model.npz")[0],
                                            json.loads((run / "config.json").read_text()))
     assert r["key_frequencies"] == fourier_report["in_use_key_frequencies"]
     assert "in_use_key_frequencies" in r["key_set"]

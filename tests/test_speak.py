@@ -22,5 +22,5 @@ def test_ablation_ticks_once_per_evaluation_it_counts():
     params = rnn.init_params(11, 4, 6, seed=0, dtype="float64")
     ticks = []
     config = {"p": 11, "activation": "relu", "frac": 0.5, "seed": 0, "seq_len": 2}
-    ablate.analyze(params, config, [1, 4], {1: 2.0, 4: 1.0}, seeds=2, tick=lambda: ticks.append(1))
+    ablate.measure_removals(params, config, [1, 4], {1: 2.0, 4: 1.0}, seeds=2, tick=lambda: ticks.append(1))
     assert len(ticks) == ablate.evaluations(11, [1, 4], seeds=2) == 1 + 5 + 2 * 3 + 2

@@ -26,7 +26,7 @@ def test_energy_shares_are_monotone_and_end_at_one(m, n, seed):
 
 def test_singular_values_agree_with_numpy():
     params = rnn.init_params(11, 6, 7, seed=2, dtype="float64")
-    report = svd.analyze(params, key=[1, 2])
+    report = svd.measure_matrices(params, key=[1, 2])
     for name, (M, _) in svd.matrices(params).items():
         np.testing.assert_allclose(report[name]["singular_values"],
                                    np.linalg.svd(M, compute_uv=False), rtol=1e-12)
@@ -37,7 +37,7 @@ def test_top_singular_vectors_of_a_constructed_model_span_its_frequencies():
     """The planted frequencies have equal weight, so singular vectors may mix them: the
     top-4 subspace, not each vector, is the span of cos/sin of the planted frequencies."""
     params, _ = construct.build(13, [2, 5], phases=16, offsets=4)
-    report = svd.analyze(params, key=[2, 5])
+    report = svd.measure_matrices(params, key=[2, 5])
     for name, (M, _) in svd.matrices(params).items():
         if name in ("E", "W_out", "E @ W_ih.T"):
             u = np.linalg.svd(M)[0][:, :4]

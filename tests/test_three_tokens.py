@@ -74,7 +74,7 @@ def test_running_sum_analysis_on_a_hidden_clock():
         hs.append(np.stack([np.cos(w * s), np.sin(w * s), np.zeros(len(s))], axis=1))
     angle = 0.7
     W_hh = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1.0]])
-    result = partial_sums.analyze({"tokens": tokens, "hs": hs, "W_hh": W_hh, "cell": "rnn",
+    result = partial_sums.measure_running_sum({"tokens": tokens, "hs": hs, "W_hh": W_hh, "cell": "rnn",
                                    "preactivations": [h @ W_hh.T for h in hs]}, [k], p)
     for step in result["steps"]:
         assert step["fraction_explained"] == pytest.approx(1.0, abs=1e-10)
@@ -110,7 +110,7 @@ def test_carried_sum_tells_a_carried_clock_from_carried_tokens():
     keep_tokens = np.diag([0.0, 0.0] + [1.0] * 2 * T)    # ... or the tokens' planes only
     for W_hh, by_sum in ((keep_sum, True), (keep_tokens, False)):
         tables = {"tokens": tokens, "hs": hs, "W_hh": W_hh, "cell": "rnn", "preactivations": [h @ W_hh.T for h in hs]}
-        row = partial_sums.analyze(tables, [k], p)["carried"][1]          # t = 2
+        row = partial_sums.measure_running_sum(tables, [k], p)["carried"][1]          # t = 2
         assert (row["by_sum"] > 0.99 and row["by_tokens"] < 0.01) if by_sum else \
                (row["by_tokens"] > 0.99 and row["by_sum"] < 0.5)
 
@@ -118,7 +118,7 @@ def test_carried_sum_tells_a_carried_clock_from_carried_tokens():
 def test_a_gated_cell_gets_the_carried_measure_per_gate():
     params = rnn.init_params(5, 4, 6, seed=1, dtype="float64", cell="gru")
     tables = tabulate.model_tables(params, None, 3)
-    result = partial_sums.analyze(tables, [1, 2], 5)
+    result = partial_sums.measure_running_sum(tables, [1, 2], 5)
     assert [(r["t"], r["object"].split(":")[0]) for r in result["carried"]] == [
         (t, g) for t in (1, 2) for g in ("r", "z", "n")]
     assert result["rotation"] is None and "not measured" in result["rotation_rule"]

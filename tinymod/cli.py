@@ -103,7 +103,7 @@ def _train_options(fn):
     return fn
 
 
-@main.command()
+@main.command("train")
 @click.option("--preset", "preset_name", default="default", show_default=True,
               type=click.Choice(list(PRESETS)),
               help="default: the paper's model, tuned to grok in minutes; paper: the "
@@ -116,31 +116,30 @@ def _train_options(fn):
 @click.option("--resume", is_flag=True, help="continue the run in --out from its newest checkpoint")
 @click.option("--overwrite", is_flag=True, help="replace the run already in --out")
 @_train_options
-def train(preset_name, config_file, out, resume, overwrite, **flags):
+def train_command(preset_name, config_file, out, resume, overwrite, **flags):
     """Train the RNN on (a + b) mod p and write a run folder.
 
     The folder holds config.json, metrics.jsonl, checkpoints/, model.npz and the
     figures curves.png and weight_norm.png. Ctrl-C saves a checkpoint; --resume
     continues from it and ends bit-identical to an uninterrupted run.
     """
-    from tinymod.training import config as cfg
-    from tinymod.training import train as training
+    from tinymod.training import config, train
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
-    settings = cfg.read_config_file(config_file) if config_file else {}
+    settings = config.read_config_file(config_file) if config_file else {}
     settings.update({k: v for k, v in flags.items() if v is not None})
-    settings = cfg.coerce(settings)
+    settings = config.coerce(settings)
     from_file = settings.pop("preset", None)          # a config file may name the preset ...
     source = click.get_current_context().get_parameter_source("preset_name")
     if from_file and source is not click.core.ParameterSource.COMMANDLINE:
         preset_name = from_file                       # ... unless --preset was given
-    config = cfg.build(preset_name, settings)
-    out = out or f"runs/{config.preset}"
+    chosen = config.build(preset_name, settings)
+    out = out or f"runs/{chosen.preset}"
     try:
-        summary = training.run(config, out, resume, overwrite, overrides=tuple(settings),
-                               progress=training.ProgressBar())
-    except training.Interrupted as e:
+        summary = train.run(chosen, out, resume, overwrite, overrides=tuple(settings),
+                            progress=train.ProgressBar())
+    except train.Interrupted as e:
         click.echo(f"{e}. Resume with: tinymod train --out {out} --resume", err=True)
         raise SystemExit(130) from None
     except KeyboardInterrupt:
@@ -150,7 +149,7 @@ def train(preset_name, config_file, out, resume, overwrite, **flags):
     _print_summary(summary)
     from tinymod.training import runs
     kernels = runs.blas_kernels(out)
-    if config.backend == "numpy" and kernels != runs.REFERENCE_KERNELS:
+    if chosen.backend == "numpy" and kernels != runs.REFERENCE_KERNELS:
         click.echo(f"note: this run used the BLAS kernels {kernels or 'of an unrecorded BLAS'}; the README's "
                    f"numbers came from {runs.REFERENCE_KERNELS} (on x86-64 with AVX2 and FMA, "
                    f"OPENBLAS_CORETYPE=Haswell gives them bit for bit). Other kernels give another, "
@@ -168,18 +167,12 @@ def _print_summary(s):
 
 def _load_model(source, backend_name="numpy"):
     """(params on the backend, config, folder) from a run folder or a checkpoint file."""
-    import math
-    from tinymod.model import backend
+    from tinymod.model import backend, limits
     from tinymod.training import checkpoint, runs
-    from tinymod.errors import TinymodError
     xp = backend.get(backend_name)
     path = checkpoint.resolve_model_path(source)
     params, config, _ = checkpoint.load(path)
-    from tinymod.training.config import MAX_EXAMPLES, check_memory
-    p, T, H = config["p"], config["seq_len"], config["d_hidden"]
-    if T * math.log(max(p, 2)) > math.log(MAX_EXAMPLES) + 1e-9:
-        raise TinymodError(f"the analysis evaluates all {p}**{T} tuples, more than {MAX_EXAMPLES:,}")
-    check_memory(8 * p ** T * (2 * p + (T + 2) * H), f"analysing all {p}**{T} tuples")
+    limits.check_analysis(config["p"], config["seq_len"], config["d_hidden"])
     return {k: backend.asarray(xp, v) for k, v in params.items()}, config, runs.analysis_folder(path)
 
 
@@ -202,12 +195,12 @@ BACKEND = click.option("--backend", "backend_name", type=click.Choice(list(BACKE
                        show_default=True, help="array backend for evaluating the model over all pairs")
 
 
-@main.command()
+@main.command("fourier")
 @click.argument("source", metavar="RUN_OR_CHECKPOINT")
 @OUT
 @THRESHOLD
 @BACKEND
-def fourier(source, out, threshold, backend_name):
+def fourier_command(source, out, threshold, backend_name):
     """Find the Fourier multiplication inside a trained (or constructed) model.
 
     Writes fourier.json (spectra, key frequencies, energy shares, fit errors, neurons) and
@@ -221,11 +214,11 @@ def fourier(source, out, threshold, backend_name):
     click.echo(report.fourier_text(pipeline.run_fourier(params, config, folder, threshold), folder))
 
 
-@main.command()
+@main.command("svd")
 @click.argument("source", metavar="RUN_OR_CHECKPOINT")
 @OUT
 @THRESHOLD
-def svd(source, out, threshold):
+def svd_command(source, out, threshold):
     """Singular values of E, W_ih, W_hh, W_out and of the tables a residue sees; energy in the
     top r, effective rank at 90% and 99%, and the frequency of each top singular vector.
     Writes svd.json and singular_values.png."""
@@ -238,7 +231,7 @@ def svd(source, out, threshold):
     click.echo(report.svd_text(pipeline.run_svd(params, config, folder, key), folder))
 
 
-@main.command()
+@main.command("ablate")
 @click.argument("source", metavar="RUN_OR_CHECKPOINT")
 @OUT
 @THRESHOLD
@@ -248,7 +241,7 @@ def svd(source, out, threshold):
 @click.option("--seeds", type=click.IntRange(min=1), default=5, show_default=True,
               help="random orders of the key frequencies, as a control")
 @BACKEND
-def ablate(source, out, threshold, site, seeds, backend_name):
+def ablate_command(source, out, threshold, site, seeds, backend_name):
     """Remove Fourier frequencies and measure accuracy and loss on all pairs and the test
     split: every frequency alone, then the key frequencies one after another, beside
     controls. Writes ablation.json, ablation_single.png and ablation_cumulative.png."""
@@ -261,22 +254,22 @@ def ablate(source, out, threshold, site, seeds, backend_name):
     click.echo(report.ablation_text(pipeline.run_ablate(params, config, folder, key, strength, site, seeds), folder))
 
 
-@main.command()
+@main.command("report")
 @click.argument("source", metavar="RUN")
 @THRESHOLD
 @BACKEND
-def report(source, threshold, backend_name):
+def report_command(source, threshold, backend_name):
     """Run fourier, svd and ablate on a run and write report.md beside it: the training
     curves, every figure, and our numbers beside the paper's claims."""
     from tinymod.reports import pipeline, report
     from tinymod.reports.speak import Voice
     from tinymod.training import runs
-    from tinymod.training import train as training
+    from tinymod.training import train
 
     params, config, folder = _load_model(source, backend_name)
     folder = _output_folder(None, folder)
     rows = runs.read_metrics(folder / runs.METRICS)
-    summary = training.summarize(rows, folder) if rows else None
+    summary = train.summarize(rows, folder) if rows else None
     voice = Voice(lambda line: click.echo(line, err=True))
     path, analyses = pipeline.run_report(params, config, folder, summary, threshold, voice=voice)
     voice.finish()
@@ -284,18 +277,17 @@ def report(source, threshold, backend_name):
     click.echo(f"wrote {path}")
 
 
-@main.command()
+@main.command("progress")
 @click.argument("source", metavar="RUN")
 @OUT
-def progress(source, out):
+def progress_command(source, out):
     """Follow the Fourier circuit through training: measure every parameter snapshot of a run
     (losses and accuracies, restricted and excluded loss at the final model's in-use key
     frequencies, weight norms, key energy, sparsity, low rank) and find the phases
     memorisation, circuit formation and cleanup. Writes progress.json and progress.png."""
     from pathlib import Path
     from tinymod.reports import pipeline, report
-    from tinymod.training import runs
-    from tinymod.analysis import progress as measures
+    from tinymod.training import checkpoint, runs
     from tinymod.errors import TinymodError
     from tinymod.analysis.keysets import in_use_of
     from tinymod.reports.speak import Voice
@@ -303,7 +295,7 @@ def progress(source, out):
     folder = Path(source)
     if not (folder / runs.CONFIG).is_file() or not (folder / runs.MODEL).is_file():
         raise TinymodError(f"{folder} is not a finished tinymod run (it needs config.json and model.npz)")
-    measures.snapshots(folder)         # before the costlier in-use key frequencies
+    checkpoint.read_snapshots(folder, {})      # none: say so before the costlier in-use key frequencies
     params, config, _ = _load_model(folder)
     voice = Voice(lambda line: click.echo(line, err=True))
     voice.stage("the final model's in-use key frequencies")
@@ -314,7 +306,7 @@ def progress(source, out):
     click.echo(report.progress_text(found, target))
 
 
-@main.command()
+@main.command("sweep")
 @click.argument("grid", type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="sweep folder: one run folder per combination")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
@@ -325,7 +317,7 @@ def progress(source, out):
 @click.option("--axes", default=None, help="two settings for the phase diagram, e.g. frac,weight_decay")
 @click.option("--max-runs", type=click.IntRange(min=1), default=5000, show_default=True,
               help="refuse a grid with more combinations than this")
-def sweep(grid, out, workers, scheduler, no_report, axes, max_runs):
+def sweep_command(grid, out, workers, scheduler, no_report, axes, max_runs):
     """Run every combination of a grid of settings on dask.distributed (a local cluster, one
     worker per core, or --scheduler), each as an ordinary run folder under --out, followed
     by its report. Writes sweep.json, sweep.csv and sweep_report.md (the paper's claims over
@@ -347,29 +339,29 @@ def sweep(grid, out, workers, scheduler, no_report, axes, max_runs):
         raise TinymodError(f"{failed} of {len(entries)} runs failed (their errors are in {runs.SWEEP_REPORT_MD})")
 
 
-@main.command()
+@main.command("bench")
 @click.option("--threads", type=IntList(least=1), default=None, help="BLAS thread counts to try, comma-separated  "
                                             "[default: 1 up to the number of cores]")
 @click.option("--repeats", type=click.IntRange(min=3), default=30, show_default=True,
               help="timed repetitions per number (the median is reported)")
-def bench(threads, repeats):
+def bench_command(threads, repeats):
     """Time one full-batch training step on the paper's setting (p = 113, 30% of pairs,
     D = H = 128): ours (forward, backward, AdamW) beside a plain PyTorch RNN when PyTorch
     is installed, the machine's matmul rate, and where our time goes."""
     import os
     import tempfile
-    from tinymod.scale import bench as b
+    from tinymod.scale import bench
 
     counts = threads if threads is not None else list(range(1, (os.cpu_count() or 1) + 1))
-    results = [b.run_worker(n, repeats) for n in counts]
+    results = [bench.run_worker(n, repeats) for n in counts]
     best = min(results, key=lambda r: r["rows"]["float32"]["ours"]["step"])["rows"]["float32"]
     with tempfile.TemporaryDirectory() as scratch:
-        waits = {"allocation": b.allocation_by_seq_len(), "best_row": best,
-                 "grok": b.time_to_grok(os.path.join(scratch, "default"))}
-    click.echo(b.render(results, b.startup(), waits))
+        waits = {"allocation": bench.allocation_by_seq_len(), "best_row": best,
+                 "grok": bench.time_to_grok(os.path.join(scratch, "default"))}
+    click.echo(bench.render(results, bench.startup(), waits))
 
 
-@main.command()
+@main.command("construct")
 @click.option("--p", type=int, required=True, help="modulus")
 @click.option("--freqs", type=IntList(), required=True, help="frequencies to plant, comma-separated (e.g. 4,11,23)")
 @click.option("--out", type=click.Path(), required=True, help="folder for model.npz")
@@ -386,29 +378,22 @@ def bench(threads, repeats):
                    "near ln p and no single frequency's removal doubles it (none counts as in use); "
                    "30 or more makes it confident, as a trained model is")
 @click.option("--overwrite", is_flag=True, help="replace an existing model.npz in --out")
-def construct(p, freqs, out, phases, form, pizza_share, offsets, scale, overwrite):
+def construct_command(p, freqs, out, phases, form, pizza_share, offsets, scale, overwrite):
     """Build, without training, an RNN that adds mod p with exactly the given frequencies,
     by the Clock (Fourier multiplication), the Pizza or a mix of the two; check it classifies
     every pair, and save it as a checkpoint (OUT/model.npz) that every analysis command reads."""
-    from tinymod.training import checkpoint, runs
-    from tinymod.analysis import construct as builder
+    from tinymod.training import runs
+    from tinymod.analysis import construct
     from tinymod.errors import TinymodError
 
-    planted = freqs
-    params, accuracy = builder.build(p, planted, phases, offsets, scale=scale, form=form, pizza_share=pizza_share)
-    share = builder.pizza_share_of(form, pizza_share)
+    params, accuracy = construct.build(p, freqs, phases, offsets, scale=scale, form=form, pizza_share=pizza_share)
+    share = construct.pizza_share_of(form, pizza_share)
     folder = _output_folder(out, None)
     path = folder / runs.MODEL
     if path.exists() and not overwrite:
         raise TinymodError(f"{path} exists; pass --overwrite to replace it")
-    H = params["W_hh"].shape[0]
-    settings = {"p": p, "d_embed": params["E"].shape[1], "d_hidden": H, "activation": "relu",
-                "seq_len": 2, "frac": 0.3, "seed": 0, "dtype": "float64"}
-    config = checkpoint.metadata(settings, 0, constructed={"freqs": sorted(set(planted)), "phases": phases,
-                                                           "offsets": offsets, "scale": scale,
-                                                           "pizza_share": share})
-    checkpoint.save(path, params, config)
+    construct.save(path, params, freqs, phases, offsets, scale, share)
     what = ("a Clock" if share == 0 and offsets > 1 else "a Pizza" if share == 1 or offsets == 1
             else f"a mix, Pizza share {share:g}")
-    click.echo(f"wrote {path}: {what}, p = {p}, frequencies {sorted(set(planted))}, H = {H}, "
+    click.echo(f"wrote {path}: {what}, p = {p}, frequencies {sorted(set(freqs))}, H = {params['W_hh'].shape[0]}, "
                f"accuracy on all pairs {100 * accuracy:.1f}%")

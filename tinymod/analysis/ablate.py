@@ -12,7 +12,7 @@ import numpy as np
 from tinymod.analysis import fourier
 from tinymod.model import rnn
 from tinymod.model.backend import asarray, namespace
-from tinymod.training.config import EVAL_BATCH
+from tinymod.model.limits import EVAL_BATCH
 from tinymod.model.data import all_tuples, make_dataset, targets
 
 SITES = ("embedding", "readout", "both")
@@ -75,7 +75,7 @@ def evaluations(p, key, seeds=5):
     return 1 + p // 2 + len(key) * (1 + seeds) + min(len(key), p // 2 - len(key))
 
 
-def analyze(params, config, key, strength, site="both", seeds=5, tick=None):
+def measure_removals(params, config, key, strength, site="both", seeds=5, tick=None):
     """baseline, single (every k), cumulative over key frequencies (strongest first), and
     the controls: as many non-key frequencies (random order, seed 0) and random orders of
     the key frequencies over `seeds` seeds. `tick()` is called after each evaluation."""

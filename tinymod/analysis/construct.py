@@ -31,7 +31,7 @@ hold energy at the planted frequencies alone. `build` checks every pair is class
 import numpy as np
 
 from tinymod.model import rnn
-from tinymod.training.config import check_memory
+from tinymod.model.limits import check_memory
 from tinymod.model.data import all_tuples, targets
 from tinymod.errors import TinymodError
 
@@ -114,3 +114,15 @@ def build(p, freqs, phases=16, offsets=8, dtype="float64", scale=1.0, form="cloc
         raise TinymodError(f"frequencies {freqs} with {phases} phases classify only "
                            f"{100 * accuracy:.2f}% of pairs mod {p}; add frequencies or phases")
     return params, accuracy
+
+
+def save(path, params, freqs, phases, offsets, scale, share):
+    """Write a built model as a checkpoint every analysis reads (its config's `constructed`
+    says how it was built); returns the config."""
+    from tinymod.training import checkpoint
+    settings = {"p": params["E"].shape[0], "d_embed": params["E"].shape[1], "d_hidden": params["W_hh"].shape[0],
+                "activation": "relu", "seq_len": 2, "frac": 0.3, "seed": 0, "dtype": "float64"}
+    config = checkpoint.metadata(settings, 0, constructed={"freqs": sorted(set(freqs)), "phases": phases,
+                                                           "offsets": offsets, "scale": scale, "pizza_share": share})
+    checkpoint.save(path, params, config)
+    return config

@@ -211,7 +211,7 @@ def nanda_share(hidden):
     return float(np.sum(explained[live] >= WELL_EXPLAINED) / max(int(live.sum()), 1))
 
 
-def analyze(params, activation, seq_len, logits, hidden, sets):
+def fit_named_objects(params, activation, seq_len, logits, hidden, sets):
     """fourier.json's `fits`: per named set ({name: freqs}), the named objects' fits."""
     p = logits.shape[-1]
     objects = named_objects(params, activation, seq_len, logits, hidden)

@@ -7,7 +7,7 @@ N = p**T tuples, s = x_1 + ... + x_T (mod p) the sum a tuple's answer depends on
 - Strength: e_k = sum over the tuples and answers c of (Pi_k l)^2, where Pi_k projects each
   answer's logit table onto span{cos(w_k s), sin(w_k s)}. Strongest first, ties to the
   smaller k.
-- `key_frequencies` (dominant): the spectral rule of `keysets.key_frequencies`.
+- `key_frequencies` (dominant): the spectral rule of `keysets.spectral_key_frequencies`.
 - `functional_key_frequencies` (sufficient): the shortest prefix of the strength order that
   is enough on its own (FUNCTIONAL_RULE), counted at several levels.
 - `in_use_key_frequencies` (used): every k whose removal alone from the weights (site
@@ -22,7 +22,7 @@ import numpy as np
 from tinymod.analysis import ablate
 from tinymod.model import rnn
 from tinymod.model.backend import asarray, namespace, to_numpy
-from tinymod.training.config import EVAL_BATCH
+from tinymod.model.limits import EVAL_BATCH
 from tinymod.model.data import all_tuples, grid_sums, targets
 from tinymod.analysis.fourier import frequency_shares, spectrum
 from tinymod.model.kernels import softmax_xent
@@ -72,7 +72,7 @@ KEY_RULE = ("k >= 1 is a key frequency when its share of the non-constant energy
 THRESHOLDS = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5)   # the spectral count is reported at each
 
 
-def key_frequencies(component_spectra, threshold=THRESHOLD):
+def spectral_key_frequencies(component_spectra, threshold=THRESHOLD):
     """The key-frequency rule (KEY_RULE): relative to the strongest frequency, so it does
     not depend on how many frequencies share the energy. Ascending ints."""
     mean_share = np.mean([frequency_shares(s) for s in component_spectra], axis=0)
@@ -86,7 +86,7 @@ def weight_key_frequencies(params, threshold=THRESHOLD):
     W_out): the cheap part of `analyze`, for commands that need only the key."""
     E, W_ih, W_out = (to_numpy(params[k]).astype(np.float64) for k in ("E", "W_ih", "W_out"))
     spectra = [spectrum(E), spectrum(E @ W_ih.T), spectrum(W_out)]
-    return key_frequencies(spectra, threshold), np.mean([frequency_shares(s) for s in spectra], axis=0)
+    return spectral_key_frequencies(spectra, threshold), np.mean([frequency_shares(s) for s in spectra], axis=0)
 
 
 def sum_projection(logits, freqs):
@@ -250,7 +250,7 @@ def set_summary(freqs, rule, energy, logits, split):
             **logit_measures(logits, freqs, *split)}
 
 
-def analyze(params, activation, seq_len, logits, spectral, spectral_rule, split):
+def find_key_sets(params, activation, seq_len, logits, spectral, spectral_rule, split):
     """The strength order, the three named sets and the key curve, JSON-ready.
 
     `logits` is the model's grid of logits (tabulate.model_tables), `spectral` the dominant

@@ -119,7 +119,7 @@ def carried(tables, key, p, cell):
     return rows, same
 
 
-def analyze(tables, key, p):
+def measure_running_sum(tables, key, p):
     """partial_sums for fourier.json: one entry per step t, what is carried from each step
     to the next, the rotation of W_hh in each key plane (vanilla), and the clock of h_t at
     the strongest key frequency (`key[0]` first)."""

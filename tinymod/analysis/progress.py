@@ -20,10 +20,8 @@ import numpy as np
 
 from tinymod.analysis import fourier, keysets, svd, tabulate
 from tinymod.model import rnn
-from tinymod.training import checkpoint, runs
 from tinymod.model.data import make_dataset
-from tinymod.errors import TinymodError
-from tinymod.training.config import GROK_ACC
+from tinymod.model.limits import GROK_ACC
 
 GROK = GROK_ACC       # accuracy that counts as learned (the grok step's bar)
 HALF = 0.5            # test accuracy at which generalisation overtakes memorisation
@@ -92,25 +90,13 @@ def phases(rows):
     return out
 
 
-def snapshots(folder):
-    """The run's snapshots [(step, path)]; TinymodError saying how to get them if none."""
-    found = runs.list_snapshots(folder)
-    if not found:
-        raise TinymodError(f"{folder} has no parameter snapshots ({runs.SNAPSHOTS}/): train it with "
-                           f"this tinymod, without --snapshot-every 0, to keep them")
-    return found
-
-
-def analyze(folder, config, key, on_row=None):
-    """progress.json's content for the run in `folder`, measured at the frequencies `key`
-    (the final model's in-use set). Raises TinymodError when there are no snapshots."""
-    found = snapshots(folder)
+def measure_snapshots(snapshots, config, key, on_row=None):
+    """progress.json's content for a run's `snapshots` ([(step, params)], in step order, as
+    tinymod.training.checkpoint.read_snapshots gives them), measured at the frequencies
+    `key` (the final model's in-use set)."""
     ds = make_dataset(config["p"], config["seq_len"], config["frac"], config["seed"])
     rows = []
-    for step, path in found:
-        params, saved, _ = checkpoint.load(path, expect=checkpoint.identity(config))
-        if saved["step"] != step:
-            raise TinymodError(f"snapshot {path} holds step {saved['step']}, not the step in its name")
+    for step, params in snapshots:
         rows.append({"step": step, **measure(params, config["activation"], key, ds.x_train, ds.x_test)})
         if on_row:
             on_row(rows[-1])

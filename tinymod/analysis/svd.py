@@ -66,7 +66,7 @@ def vector_frequency(u):
     return k, float(shares[k])
 
 
-def analyze(params, activation="relu", key=()):
+def measure_matrices(params, activation="relu", key=()):
     """Per matrix: singular values, energy in the top r, rank at 90% and 99%, the energy in
     the top 2 * len(key) (a cos/sin pair per key frequency), and for residue-axis matrices
     the frequency and purity of each of the top singular vectors."""

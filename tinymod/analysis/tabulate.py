@@ -75,7 +75,7 @@ def clock_coordinates(E, key):
     return out
 
 
-def analyze_tables(params, activation="relu", threshold=keysets.THRESHOLD, seq_len=2):
+def picture_and_tables(params, activation="relu", threshold=keysets.THRESHOLD, seq_len=2):
     """(report, tables): the spectra of a model over all p**seq_len tuples, its spectral key
     frequencies and the energy there, its units' dominant frequencies and its clock, as
     JSON-ready data; `tables` (model_tables) gains `spectra` and `totals`. The 2-D hidden
@@ -94,7 +94,7 @@ def analyze_tables(params, activation="relu", threshold=keysets.THRESHOLD, seq_l
         spectra["hidden"] = spectrum(hidden_by_sum(tables["hidden"]), axis=0)
         hidden_total = spectra["hidden"][1:].sum()
     weights = [spectra["E"], spectra["U"], spectra["W_out"]]
-    key = keysets.key_frequencies(weights, threshold)
+    key = keysets.spectral_key_frequencies(weights, threshold)
     totals = {name: spec[1:].sum() for name, spec in spectra.items()}
     totals["hidden"] = hidden_total
     tables.update(spectra=spectra, totals=totals)
@@ -105,7 +105,7 @@ def analyze_tables(params, activation="relu", threshold=keysets.THRESHOLD, seq_l
         "key_frequencies": key,
         "key_rule": keysets.KEY_RULE.format(threshold=threshold),
         "threshold": threshold,
-        "spectral_count_by_threshold": {str(t): len(keysets.key_frequencies(weights, t)) for t in keysets.THRESHOLDS},
+        "spectral_count_by_threshold": {str(t): len(keysets.spectral_key_frequencies(weights, t)) for t in keysets.THRESHOLDS},
         "accuracy_all_pairs": accuracy,
         "spectra": {name: spec.tolist() for name, spec in spectra.items()},
         "hidden_spectrum_2d": None if hidden_2d is None else hidden_2d.tolist(),
@@ -120,11 +120,11 @@ def analyze_tables(params, activation="relu", threshold=keysets.THRESHOLD, seq_l
     return report, tables
 
 
-def analyze(params, activation="relu", threshold=keysets.THRESHOLD, fit_key=None, split=None, seq_len=2):
+def fourier_picture(params, activation="relu", threshold=keysets.THRESHOLD, fit_key=None, split=None, seq_len=2):
     """analyze_tables' report plus the older multi-frequency fits at `fit_key` (the spectral
     key frequencies when None): `fit`, `energy_share_fit` and, given `split` (train and test
     tuples), `logit_measures`. The pipeline's fits of named objects live in tinymod.analysis.fits."""
-    report, tables = analyze_tables(params, activation, threshold, seq_len)
+    report, tables = picture_and_tables(params, activation, threshold, seq_len)
     fit_key = report["key_frequencies"] if fit_key is None else [int(k) for k in fit_key]
     logit_error, fit_accuracy, _ = fits.fit_logits(tables["logits"], fit_key)
     hidden = fits.fit_hidden(tables["hidden"], fit_key)

@@ -16,7 +16,7 @@ of W_ih (G*H, D), W_hh (G*H, H), b_ih and b_hh (G*H,). sigma is the logistic sig
 The per-residue shortcut is the vanilla cell's: gi_t is row x_t of the table
 U = E @ W_ih.T + b_ih (p, G*H); h_0 = 0 makes the first step a function of x_1 alone, so
 h_1 (and c_1) are tables over the p residues, and h_1 @ W_hh.T at step 2 is row x_1 of
-A = H1 @ W_hh.T. Backward sums what reaches a table row per residue (a scatter-add) before
+C = H1 @ W_hh.T. Backward sums what reaches a table row per residue (a scatter-add) before
 the small (p, G*H) matmuls. `tinymod.model.reference` holds the same maths as a literal loop.
 """
 from typing import NamedTuple
@@ -108,11 +108,11 @@ def hidden(params, x, cell, xp):
     hs, cs, saved = [None, None], [None, None], [None, None]
     if T == 1:
         return xp.take(H1, x[:, 0], axis=0), Cache(x, cell, H1, C1, first, tuple(hs), tuple(cs), tuple(saved))
-    A = H1 @ W_hh.T                                    # (p, G*H) h_1 @ W_hh.T per first token
+    C = H1 @ W_hh.T                                    # (p, G*H) h_1 @ W_hh.T per first token
     h = xp.take(H1, x[:, 0], axis=0)                   # (B, H)
     c = xp.take(C1, x[:, 0], axis=0) if C1 is not None else None
     for t in range(2, T + 1):
-        gh = (xp.take(A, x[:, 0], axis=0) if t == 2 else blocks.per_example(xp, h, W_hh.T)) + b_hh
+        gh = (xp.take(C, x[:, 0], axis=0) if t == 2 else blocks.per_example(xp, h, W_hh.T)) + b_hh
         h, c, step = _step(xp, cell, xp.take(U, x[:, t - 1], axis=0), gh, h, c)
         hs.append(h)
         cs.append(c)
@@ -144,9 +144,9 @@ def backward_hidden(params, cache, dh, xp):
         dgi, dgh, direct, dc = _step_back(xp, cell, saved[2], dh, dc, h1, c1)
         scatter_add_rows(dU, x[:, 1], dgi)
         db_hh += xp.sum(dgh, axis=0)
-        dA = scatter_add_rows(xp.zeros_like(dU), x[:, 0], dgh)  # (p, G*H) through A = H1 @ W_hh.T
-        dW_hh += dA.T @ H1
-        dH1 = dA @ W_hh
+        dC = scatter_add_rows(xp.zeros_like(dU), x[:, 0], dgh)  # (p, G*H) through C = H1 @ W_hh.T
+        dW_hh += dC.T @ H1
+        dH1 = dC @ W_hh
         if direct is not None:
             scatter_add_rows(dH1, x[:, 0], direct)
         if dc is not None:

@@ -11,7 +11,7 @@ Letters: B examples, T tokens per example, p residues, D embedding width, H hidd
 The per-residue shortcut. `E[x_t] @ W_ih.T` is row x_t of the table U = E @ W_ih.T,
 which has only p rows, so it is computed once, not once per example. Because h_0 = 0,
 h_1 = act(U[x_1] + b_h) is row x_1 of the table H1 = act(U + b_h), and h_1 @ W_hh.T is
-row x_1 of A = H1 @ W_hh.T. Only from t = 2 on does the state depend on more than one
+row x_1 of C = H1 @ W_hh.T. Only from t = 2 on does the state depend on more than one
 token. The backward pass mirrors this: gradients that reach a table row are summed per
 residue (a scatter-add) before the small (p, H) matmuls. It is the same maths as the
 plain loop in `tinymod.model.reference`, which tests compare it against.
@@ -198,9 +198,9 @@ def _hidden(params, x, activation, xp, work=None, cell="rnn"):
     if T == 1:
         h = xp.take(H1, x[:, 0], axis=0)            # (B, H)
     else:
-        A = H1 @ W_hh.T                              # (p, H) h_1 @ W_hh.T per first token
-        out = work.get("h", (x.shape[0], W_hh.shape[0]), A.dtype) if work else None
-        h = gather_add_act(A, x[:, 0], U, x[:, 1], b_h, relu, out)     # h_2 (B, H)
+        C = H1 @ W_hh.T                              # (p, H) h_1 @ W_hh.T per first token
+        out = work.get("h", (x.shape[0], W_hh.shape[0]), C.dtype) if work else None
+        h = gather_add_act(C, x[:, 0], U, x[:, 1], b_h, relu, out)     # h_2 (B, H)
         hs.append(h)
         rows = _rows(xp, x, work)                                       # 0..B-1
         for t in range(2, T):                   # with `work`, every h_t has its buffer
@@ -264,11 +264,11 @@ def _backward_hidden(params, cache, dh, dW_out, db_out, xp, work=None):
         dh = blocks.per_example(xp, dpre, W_hh, dh if work else None)   # (B, H), over the old dh
     if T >= 2:
         # t = 2: back through the activation, the bias and both lookups (U[x_2], and
-        # A[x_1] with A = H1 @ W_hh.T, h_1 being row x_1 of H1), summed per residue
-        dA = xp.zeros_like(H1)                        # (p, H)
-        act_backward_scatter(dh, hs[2], relu, x[:, 0], dA, x[:, 1], dU, db_h)
-        dW_hh += dA.T @ H1
-        dH1 = dA @ W_hh                               # (p, H)
+        # C[x_1] with C = H1 @ W_hh.T, h_1 being row x_1 of H1), summed per residue
+        dC = xp.zeros_like(H1)                        # (p, H)
+        act_backward_scatter(dh, hs[2], relu, x[:, 0], dC, x[:, 1], dU, db_h)
+        dW_hh += dC.T @ H1
+        dH1 = dC @ W_hh                               # (p, H)
     else:                                             # T = 1, h_T = H1[x_1]: sum per residue
         dH1 = scatter_add_rows(xp.zeros_like(H1), x[:, 0], dh)
     # t = 1, per residue: H1 = act(U + b_h)

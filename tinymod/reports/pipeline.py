@@ -2,7 +2,7 @@
 key sets once, stamps `model_step`, and writes every analysis JSON and figure under the
 names in `runs`. The report (tinymod.reports.report) only renders what this returns.
 
-    fourier   tabulate.analyze_tables + keysets + fits + clock_pizza
+    fourier   tabulate.picture_and_tables + keysets + fits + clock_pizza
               + partial_sums                                           -> fourier.json
     svd       rank at the spectral set                                  -> svd.json
     ablate    ablation over the spectral set, strongest first           -> ablation.json
@@ -16,66 +16,67 @@ from pathlib import Path
 from tinymod.analysis import ablate, clock_pizza, fits, keysets, partial_sums, progress, svd, tabulate
 from tinymod.model import rnn
 from tinymod.reports import claims, plots, report
-from tinymod.training import runs
+from tinymod.training import checkpoint, runs
 from tinymod.model.data import make_dataset
 from tinymod.analysis.fourier import energy_shares_at
 from tinymod.analysis.keysets import SET_FIELDS, THRESHOLD
 
 
-def _write(folder, name, config, report):
+def _write(folder, name, config, record):
     """Write one analysis JSON, stamped with the step of the model it describes."""
-    runs.write_json(Path(folder) / name, {"model_step": config["step"], **report})
+    runs.write_json(Path(folder) / name, {"model_step": config["step"], **record})
 
 
-def fourier(params, config, threshold=THRESHOLD, extra_sets=None):
-    """The Fourier picture of a model (tabulate.analyze_tables), its three named key sets and
+def fourier_report(params, config, threshold=THRESHOLD, extra_sets=None):
+    """The Fourier picture of a model (tabulate.picture_and_tables), its three named key sets and
     key curve (keysets), the fits of named objects at the in-use and functional sets (fits)
     and the running-sum analysis at the in-use set, strongest first. `extra_sets` ({name:
     freqs}) are measured too (the untrained control at the trained model's set)."""
     seq_len, activation = config.get("seq_len", 2), config["activation"]
     ds = make_dataset(config["p"], seq_len, config["frac"], config["seed"])
     split = (ds.x_train, ds.x_test)
-    report, tables = tabulate.analyze_tables(params, activation, threshold, seq_len)
-    report.update(keysets.analyze(params, activation, seq_len, tables["logits"], report["key_frequencies"],
-                                  report["key_rule"], split))
-    sets = {name: report[field] for name, field in SET_FIELDS.items()}
+    found, tables = tabulate.picture_and_tables(params, activation, threshold, seq_len)
+    found.update(keysets.find_key_sets(params, activation, seq_len, tables["logits"], found["key_frequencies"],
+                                       found["key_rule"], split))
+    sets = {name: found[field] for name, field in SET_FIELDS.items()}
     extra_sets = extra_sets or {}
-    energy = report["logit_energy"]
+    energy = found["logit_energy"]
     for name, freqs in extra_sets.items():
-        report["key_sets"][name] = keysets.set_summary(freqs, "given", energy, tables["logits"], split)
-    report["energy_share_by_set"] = {name: energy_shares_at(tables["spectra"], tables["totals"], freqs)
-                                     for name, freqs in {**sets, **extra_sets}.items()}
-    report["fits"] = fits.analyze(params, activation, seq_len, tables["logits"], tables["hidden"],
-                                  {"in_use": sets["in_use"], "functional": sets["functional"], **extra_sets})
-    report["clock_pizza"] = clock_pizza.measure(params, activation, seq_len, tables["logits"], {**sets, **extra_sets})
-    used = [k for k in report["strength_order"] if k in sets["in_use"]]
-    report["partial_sums"] = {**partial_sums.analyze(tables, used, config["p"]), "key_set": "in_use, strongest first"}
-    return report
+        found["key_sets"][name] = keysets.set_summary(freqs, "given", energy, tables["logits"], split)
+    found["energy_share_by_set"] = {name: energy_shares_at(tables["spectra"], tables["totals"], freqs)
+                                    for name, freqs in {**sets, **extra_sets}.items()}
+    found["fits"] = fits.fit_named_objects(params, activation, seq_len, tables["logits"], tables["hidden"],
+                                           {"in_use": sets["in_use"], "functional": sets["functional"], **extra_sets})
+    found["clock_pizza"] = clock_pizza.measure(params, activation, seq_len, tables["logits"], {**sets, **extra_sets})
+    used = [k for k in found["strength_order"] if k in sets["in_use"]]
+    found["partial_sums"] = {**partial_sums.measure_running_sum(tables, used, config["p"]),
+                             "key_set": "in_use, strongest first"}
+    return found
 
 
 def run_fourier(params, config, folder, threshold=THRESHOLD):
     """fourier.json and its figures."""
     folder = Path(folder)
-    report = {"model_step": config["step"], **fourier(params, config, threshold)}
-    runs.write_json(folder / runs.FOURIER_JSON, report)
-    plots.fourier_spectra(report, folder / runs.SPECTRA_PNG)
-    plots.key_curve(report, folder / runs.KEY_CURVE_PNG)
-    if report["hidden_spectrum_2d"] is not None:              # two tokens
-        plots.hidden_spectrum_2d(report, folder / runs.HIDDEN_2D_PNG)
-        plots.neurons_per_frequency(report, folder / runs.NEURONS_PNG)
-    plots.clock(report, folder / runs.CLOCK_PNG)
-    if "clock" in report["partial_sums"]:
-        plots.clock_through_time(report["partial_sums"], folder / runs.CLOCK_THROUGH_TIME_PNG)
-    return report
+    found = {"model_step": config["step"], **fourier_report(params, config, threshold)}
+    runs.write_json(folder / runs.FOURIER_JSON, found)
+    plots.fourier_spectra(found, folder / runs.SPECTRA_PNG, tabulate.components(found["seq_len"]))
+    plots.key_curve(found, folder / runs.KEY_CURVE_PNG)
+    if found["hidden_spectrum_2d"] is not None:              # two tokens
+        plots.hidden_spectrum_2d(found, folder / runs.HIDDEN_2D_PNG)
+        plots.neurons_per_frequency(found, folder / runs.NEURONS_PNG)
+    plots.clock(found, folder / runs.CLOCK_PNG)
+    if "clock" in found["partial_sums"]:
+        plots.clock_through_time(found["partial_sums"], folder / runs.CLOCK_THROUGH_TIME_PNG)
+    return found
 
 
 def run_svd(params, config, folder, key):
     """svd.json at the spectral key frequencies `key` (2 singular values per frequency)."""
-    report = {"key_frequencies": list(key), "key_set": "spectral",
-              "matrices": svd.analyze(params, config["activation"], key)}
-    _write(folder, runs.SVD_JSON, config, report)
-    plots.singular_values(report["matrices"], Path(folder) / runs.SINGULAR_VALUES_PNG)
-    return report
+    found = {"key_frequencies": list(key), "key_set": "spectral",
+             "matrices": svd.measure_matrices(params, config["activation"], key)}
+    _write(folder, runs.SVD_JSON, config, found)
+    plots.singular_values(found["matrices"], Path(folder) / runs.SINGULAR_VALUES_PNG)
+    return found
 
 
 def run_ablate(params, config, folder, key, strength, site="both", seeds=5, voice=None):
@@ -84,12 +85,12 @@ def run_ablate(params, config, folder, key, strength, site="both", seeds=5, voic
     path for the answer."""
     if voice:
         voice.stage("ablate: removing frequencies", ablate.evaluations(config["p"], key, seeds))
-    report = {**ablate.analyze(params, config, key, strength, site, seeds, voice and voice.tick),
-              "key_set": "spectral"}
-    _write(folder, runs.ABLATION_JSON, config, report)
-    plots.ablation_single(report, Path(folder) / runs.ABLATION_SINGLE_PNG)
-    plots.ablation_cumulative(report, Path(folder) / runs.ABLATION_CUMULATIVE_PNG)
-    return report
+    found = {**ablate.measure_removals(params, config, key, strength, site, seeds, voice and voice.tick),
+             "key_set": "spectral"}
+    _write(folder, runs.ABLATION_JSON, config, found)
+    plots.ablation_single(found, Path(folder) / runs.ABLATION_SINGLE_PNG)
+    plots.ablation_cumulative(found, Path(folder) / runs.ABLATION_CUMULATIVE_PNG)
+    return found
 
 
 def run_progress(folder, config, key, out=None, voice=None):
@@ -97,10 +98,10 @@ def run_progress(folder, config, key, out=None, voice=None):
     out = Path(out or folder)
     if voice:
         voice.stage("progress: measuring every snapshot", len(runs.list_snapshots(folder)))
-    report = progress.analyze(folder, config, key, voice and voice.tick)
-    _write(out, runs.PROGRESS_JSON, config, report)
-    plots.progress(report, out / runs.PROGRESS_PNG)
-    return report
+    found = progress.measure_snapshots(checkpoint.read_snapshots(folder, config), config, key, voice and voice.tick)
+    _write(out, runs.PROGRESS_JSON, config, found)
+    plots.progress(found, out / runs.PROGRESS_PNG)
+    return found
 
 
 def untrained_control(params, config, key, spectral, threshold=THRESHOLD):
@@ -110,8 +111,8 @@ def untrained_control(params, config, key, spectral, threshold=THRESHOLD):
     p, D = params["E"].shape
     fresh = rnn.init_params(p, D, params["W_out"].shape[1], config.get("seed", 0),
                             config.get("dtype", "float32"), cell=rnn.cell_of(params))
-    return {"fourier": fourier(fresh, config, threshold, {"trained_in_use": list(key)}),
-            "svd": svd.analyze(fresh, config["activation"], spectral)}
+    return {"fourier": fourier_report(fresh, config, threshold, {"trained_in_use": list(key)}),
+            "svd": svd.measure_matrices(fresh, config["activation"], spectral)}
 
 
 def run_report(params, config, folder, summary=None, threshold=THRESHOLD, snapshots=True, voice=None):

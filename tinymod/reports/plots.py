@@ -40,7 +40,7 @@ def _step_axis(ax, rows=None):
 
 
 def _mark_grok(ax, rows):
-    from tinymod.training.config import GROK_ACC
+    from tinymod.model.limits import GROK_ACC
     grok = next((r["step"] for r in rows if r["test_acc"] >= GROK_ACC), None)
     if grok is not None:
         ax.axvline(grok, color="k", ls=":", lw=1, label=f"test accuracy 99% (step {grok})")
@@ -80,12 +80,11 @@ def weight_norm(rows, path, title=""):
     return _save(fig, path)
 
 
-def fourier_spectra(report, path):
+def fourier_spectra(report, path, labels):
     """Each component's share of non-constant energy per frequency (log scale); key
-    frequencies marked."""
+    frequencies marked. `labels`: {component: legend text} (tinymod.analysis.tabulate.components)."""
     fig, ax = _figure(figsize=(10, 4.5))
-    from tinymod.analysis.tabulate import components
-    for name, label in components(report["seq_len"]).items():
+    for name, label in labels.items():
         spec = report["spectra"][name]
         total = sum(spec[1:]) or 1.0
         ax.plot(range(1, len(spec)), [max(e / total, 1e-12) for e in spec[1:]], marker=".", label=label)

@@ -193,7 +193,7 @@ def one_sample(config, kernels=None):
 def markdown(run, analyses, summary=None, figures=(), config=None, kernels=None):
     """The text of report.md from tinymod.reports.pipeline.run_report's analyses (figures are linked
     by file name, beside it)."""
-    f, svd_report, ablation_report = analyses["fourier"], analyses["svd"]["matrices"], analyses["ablation"]
+    f, svd_report = analyses["fourier"], analyses["svd"]["matrices"]
     control, progress_report = analyses.get("control"), analyses.get("progress")
     lines = [f"# tinymod report: {run}", "", f"The model at step {f['model_step']}.", ""]
     rows = analyses["claims"]

@@ -254,3 +254,21 @@ def resolve_model_path(run_or_checkpoint):
             raise TinymodError(f"{path} holds no model.npz (is it a finished tinymod run?)")
         return model
     return path
+
+
+def read_snapshots(folder, config):
+    """The run's parameter snapshots, [(step, params)] in step order, each loaded only when
+    reached and checked against the run (`config`) and the step in its name. TinymodError,
+    saying how to get them, when the run has none."""
+    found = runs.list_snapshots(folder)
+    if not found:
+        raise TinymodError(f"{folder} has no parameter snapshots ({runs.SNAPSHOTS}/): train it with "
+                           f"this tinymod, without --snapshot-every 0, to keep them")
+
+    def loaded():
+        for step, path in found:
+            params, saved, _ = load(path, expect=identity(config))
+            if saved["step"] != step:
+                raise TinymodError(f"snapshot {path} holds step {saved['step']}, not the step in its name")
+            yield step, params
+    return loaded()

@@ -5,7 +5,6 @@ Precedence, lowest first: the preset, then a config file, then command-line flag
 import dataclasses
 import json
 import math
-import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,33 +13,7 @@ from tinymod.model.backend import BACKENDS
 from tinymod.errors import TinymodError
 from tinymod.model.gated import gate_count
 from tinymod.model.rnn import ACTIVATIONS, CELLS, DTYPES
-
-MAX_EXAMPLES = 5_000_000   # p**seq_len above this would not fit a laptop's memory
-GROK_ACC = 0.99            # test accuracy that counts as grokked (grok step, phases, figures)
-EVAL_BATCH = 20_000        # examples per evaluation batch (train.py)
-
-
-def available_memory():
-    """Bytes of memory available now (Linux MemAvailable), else the physical total, else None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def check_memory(nbytes, what):
-    """Refuse, with the size it would need, what would not fit in 80% of available memory."""
-    available = available_memory()
-    if available is not None and nbytes > 0.8 * available:
-        raise TinymodError(f"{what} needs about {nbytes / 2**30:.1f} GiB of memory, and this "
-                           f"machine has {available / 2**30:.1f} GiB available")
+from tinymod.model.limits import EVAL_BATCH, MAX_EXAMPLES, check_memory
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from tinymod.model import backend, blocks, data, optim, rnn
 from tinymod.reports import plots
 from tinymod.training import checkpoint, runs
 from tinymod.model.backend import namespace
-from tinymod.training.config import EVAL_BATCH, FIELDS, GROK_ACC, TrainConfig, coerce
+from tinymod.model.limits import EVAL_BATCH, GROK_ACC
+from tinymod.training.config import FIELDS, TrainConfig, coerce
 from tinymod.errors import TinymodError
 
 RESUMABLE_CHANGES = ("steps", "eval_every", "checkpoint_every", "snapshot_every", "stop_at", "stop_after_grok")
