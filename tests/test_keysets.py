@@ -161,7 +161,7 @@ def test_hand_built_pre_activations_are_exactly_fourier_at_the_planted_set(case)
     p, freqs = case
     params, _ = confident(p, freqs)
     tables = tabulate.model_tables(params)
-    out = fits.fit_named_objects(params, "relu", 2, tables["logits"], tables["hidden"], {"planted": freqs, "none": []})
+    out = fits.fit_named_objects(tables, "relu", {"planted": freqs, "none": []})
     assert out["none"] is None
     got = out["planted"]
     assert got["h1_preactivation"]["fvu"] <= 1e-12
@@ -199,8 +199,7 @@ def test_three_tokens_and_tanh_have_a_curve_and_fits_whose_rules_say_what_they_u
     assert "strength order" in f["key_curve_rule"]
     assert f["fits"]["rule"]["T > 2" if T > 2 else "T = 2"]
     chosen = {"functional": f["functional_key_frequencies"]}
-    out = fits.fit_named_objects(params, activation, T, tabulate.model_tables(params, activation, T)["logits"],
-                       tabulate.model_tables(params, activation, T)["hidden"], chosen)
+    out = fits.fit_named_objects(tabulate.model_tables(params, activation, T), activation, chosen)
     names = set(out["functional"] or {})
     expected = ({f"h{t}_preactivation" for t in range(1, T + 1)} | {f"h{T}", "logits"} if T > 2 else
                 {"h1_preactivation", "h2_preactivation", "h2", "logits"})

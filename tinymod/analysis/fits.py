@@ -15,8 +15,7 @@ constant and cos/sin(w_k angle) for k in S and the object's angles (FIT_RULE), a
 import numpy as np
 
 from tinymod.analysis import fourier
-from tinymod.model import gated, rnn
-from tinymod.model.backend import to_numpy
+from tinymod.model import gated
 from tinymod.model.data import all_tuples, grid_sums
 
 
@@ -137,53 +136,39 @@ def score(Y, X):
             "units_constant": int((~live).sum()), "unit_r2": np.where(live, 1 - residual / np.where(live, variance, 1), np.nan)}
 
 
-def preactivations(params, activation, seq_len):
-    """[h_1^pre, ..., h_T^pre] over all N tuples as (N, H) float64 rows, and the tuples."""
-    P = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}
-    act = {"relu": lambda z: np.maximum(z, 0), "tanh": np.tanh}[activation]
-    tokens = all_tuples(P["E"].shape[0], seq_len)                   # (N, T)
-    U = P["E"] @ P["W_ih"].T                                        # (p, H)
-    h = np.zeros((len(tokens), P["W_hh"].shape[0]))
-    out = []
-    for t in range(seq_len):
-        out.append(U[tokens[:, t]] + h @ P["W_hh"].T + P["b_h"])    # (N, H)
-        h = act(out[-1])
-    return out, tokens, act
-
-
-def gated_objects(params, cell, seq_len, hidden):
-    """The gated cell's objects (FIT_RULE "gated"): each gate's input projection over a, and
-    h_T over the tuples."""
-    P = {k: to_numpy(v).astype(np.float64) for k, v in params.items()}
-    p, H = P["E"].shape[0], P["W_out"].shape[1]
-    U = P["E"] @ P["W_ih"].T + P["b_ih"]                            # (p, G*H)
-    a = np.arange(p)
-    objects = {f"{g}_input": (U[:, i * H:(i + 1) * H], [a], (1,))
+def gated_objects(tables):
+    """The gated cell's objects (FIT_RULE "gated"): each gate's input projection over a (the
+    traced `gi_1`, one row per first token), and h_T over the tuples."""
+    tokens, cell, hidden = tables["tokens"], tables["cell"], tables["hidden"]
+    (N, T), H, p = tokens.shape, hidden.shape[-1], hidden.shape[0]
+    first = tables["trace"]["gi_1"][::N // p]          # (p, G*H): the tuples are in order, x_1 slowest
+    a = tokens[::N // p, 0]
+    objects = {f"{g}_input": (first[:, i * H:(i + 1) * H], [a], (1,))
                for i, g in enumerate(gated.GATES[cell])}
-    tokens = all_tuples(p, seq_len)
-    angles = [*tokens.T, tokens.sum(axis=1)] + ([tokens[:, 0] - tokens[:, 1]] if seq_len == 2 else [])
-    objects[f"h{seq_len}"] = (hidden.reshape(-1, H), angles, (1, GATED_HARMONIC))
+    angles = [*tokens.T, tokens.sum(axis=1)] + ([tokens[:, 0] - tokens[:, 1]] if T == 2 else [])
+    objects[f"h{T}"] = (hidden.reshape(-1, H), angles, (1, GATED_HARMONIC))
     return objects
 
 
-def named_objects(params, activation, seq_len, logits, hidden=None):
-    """{name: (Y (N, units), angles, multiples)} for FIT_RULE at this T and cell."""
-    p, cell = logits.shape[-1], rnn.cell_of(params)
-    if cell != "rnn":
-        return {**gated_objects(params, cell, seq_len, hidden),
-                "logits": (logits.reshape(-1, p), [grid_sums(seq_len, p)], (1,))}
-    pre, tokens, act = preactivations(params, activation, seq_len)
+def named_objects(tables, activation):
+    """{name: (Y (N, units), angles, multiples)} for FIT_RULE at this T and cell, from the
+    model's tables (tinymod.analysis.tabulate.model_tables: its traced forward)."""
+    logits, tokens = tables["logits"], tables["tokens"]
+    p, seq_len = logits.shape[-1], tokens.shape[1]
+    if tables["cell"] != "rnn":
+        return {**gated_objects(tables), "logits": (logits.reshape(-1, p), [grid_sums(seq_len, p)], (1,))}
+    pre, hs = tables["preactivations"], tables["hs"]
     harmonic = (1, HARMONIC[activation])
     sums = lambda t: tokens[:, :t].sum(axis=1)
     if seq_len == 2:
         a, b = tokens.T
         objects = {"h1_preactivation": (pre[0][::p], [a[::p]], (1,)),     # one row per a
                    "h2_preactivation": (pre[1], [a, b], (1,)),
-                   "h2": (act(pre[1]), [a, b, a + b, a - b], harmonic)}
+                   "h2": (hs[1], [a, b, a + b, a - b], harmonic)}
     else:
         objects = {f"h{t}_preactivation": (pre[t - 1], [*tokens[:, :t].T, sums(t)], (1,))
                    for t in range(1, seq_len + 1)}
-        objects[f"h{seq_len}"] = (act(pre[-1]), [*tokens.T, sums(seq_len)], harmonic)
+        objects[f"h{seq_len}"] = (hs[-1], [*tokens.T, sums(seq_len)], harmonic)
     objects["logits"] = (logits.reshape(-1, p), [sums(seq_len)], (1,))
     return objects
 
@@ -211,11 +196,12 @@ def nanda_share(hidden):
     return float(np.sum(explained[live] >= WELL_EXPLAINED) / max(int(live.sum()), 1))
 
 
-def fit_named_objects(params, activation, seq_len, logits, hidden, sets):
-    """fourier.json's `fits`: per named set ({name: freqs}), the named objects' fits."""
-    p = logits.shape[-1]
-    objects = named_objects(params, activation, seq_len, logits, hidden)
-    applies = "gated" if rnn.cell_of(params) != "rnn" else "T = 2" if seq_len == 2 else "T > 2"
+def fit_named_objects(tables, activation, sets):
+    """fourier.json's `fits`: per named set ({name: freqs}), the named objects' fits, from the
+    model's tables (tinymod.analysis.tabulate.model_tables)."""
+    hidden, p, seq_len = tables["hidden"], tables["logits"].shape[-1], tables["tokens"].shape[1]
+    objects = named_objects(tables, activation)
+    applies = "gated" if tables["cell"] != "rnn" else "T = 2" if seq_len == 2 else "T > 2"
     out = {"rule": FIT_RULE, "applies": applies, "measures": MEASURES, "well_explained": WELL_EXPLAINED,
            "share_well_explained_nanda": nanda_share(hidden) if seq_len == 2 else None,
            "share_rules": {

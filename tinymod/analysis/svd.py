@@ -9,6 +9,7 @@ import numpy as np
 from tinymod.analysis import fourier
 from tinymod.model import gated, rnn
 from tinymod.model.backend import to_numpy
+from tinymod.model.trace import trace
 
 TOP_VECTORS = 20   # residue-axis singular vectors whose frequency is reported
 
@@ -21,8 +22,7 @@ def matrices(params, activation="relu"):
     cell = rnn.cell_of(params)
     if cell != "rnn":
         return gated_matrices(P, U, gated.GATES[cell])
-    pre1 = U + P["b_h"]
-    H1 = np.maximum(pre1, 0) if activation == "relu" else np.tanh(pre1)
+    H1 = trace(P, np.arange(P["E"].shape[0])[:, None], activation)["h_1"]     # (p, H) h_1 per token
     return {
         "E": (P["E"], True),
         "W_ih": (P["W_ih"], False),

@@ -10,6 +10,7 @@ from tinymod.analysis import fits, fourier, keysets
 from tinymod.model import rnn
 from tinymod.model.backend import asarray, namespace, to_numpy
 from tinymod.model.data import all_tuples, grid_sums
+from tinymod.model.trace import trace
 from tinymod.analysis.fourier import energy_shares_at, hidden_spectrum, neuron_frequencies, spectrum, spectrum_2d
 
 # the residue-indexed components every spectrum is taken of, with their labels
@@ -27,26 +28,22 @@ def model_tables(params, activation="relu", seq_len=2):
     """Everything residue-indexed in a model, as float64 NumPy arrays: E (p, D),
     U = E @ W_ih.T (p, H), W_out (p, H), and over all p**T tuples (a grid with one axis per
     token): the hidden state h_T (p,)*T + (H,), the logits (p,)*T + (p,) over the answer
-    c, and every h_t, t = 1..T, as (N, H) rows in `hs`. The forward pass runs on the params'
-    own backend; the tables come back to NumPy here, at the edge."""
+    c, every h_t, t = 1..T, as (N, H) rows in `hs`, and every named activation of the traced
+    forward (tinymod.model.trace) over the N tuples in `trace`. The forward pass runs on the
+    params' own backend; the tables come back to NumPy here, at the edge."""
     xp = namespace(params["E"])
     params = {k: asarray(xp, v, xp.float64, like=v) for k, v in params.items()}
     p = params["E"].shape[0]
     tokens = all_tuples(p, seq_len)                                # (N, T)
-    x = asarray(xp, tokens, like=params["E"])
-    logits, cache = rnn.forward(params, x, activation)
-    host = {k: to_numpy(v) for k, v in params.items()}
-    H1 = to_numpy(cache.H1)
-    hs = [H1[tokens[:, 0]]] + [to_numpy(cache.hs[t]) for t in range(2, seq_len + 1)]   # h_1 .. h_T
+    named = {name: to_numpy(v) for name, v in trace(params, asarray(xp, tokens, like=params["E"]), activation).items()}
+    hs = [named[f"h_{t}"] for t in range(1, seq_len + 1)]           # h_1 .. h_T (N, H)
     grid = (p,) * seq_len
     cell = rnn.cell_of(params)
-    U = host["E"] @ host["W_ih"].T
-    # the vanilla cell's pre-activations h_t^pre = U[x_t] + h_{t-1} W_hh^T + b_h, t = 1..T
-    pre = [U[tokens[:, t]] + (hs[t - 1] @ host["W_hh"].T if t else 0) + host["b_h"]
-           for t in range(seq_len)] if cell == "rnn" else None
-    return {"E": host["E"], "U": U, "W_out": host["W_out"],
-            "hidden": hs[-1].reshape(grid + (-1,)), "logits": to_numpy(logits).reshape(grid + (p,)),
-            "hs": hs, "tokens": tokens, "W_hh": host["W_hh"], "cell": cell, "preactivations": pre}
+    pre = [named[f"pre_{t}"] for t in range(1, seq_len + 1)] if cell == "rnn" else None
+    return {"E": to_numpy(params["E"]), "U": named["U"], "W_out": to_numpy(params["W_out"]),
+            "hidden": hs[-1].reshape(grid + (-1,)), "logits": named["logits"].reshape(grid + (p,)),
+            "hs": hs, "tokens": tokens, "W_hh": to_numpy(params["W_hh"]), "cell": cell, "preactivations": pre,
+            "trace": named}
 
 
 def hidden_by_sum(hidden):

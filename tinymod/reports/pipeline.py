@@ -45,8 +45,8 @@ def fourier_report(params, config, threshold=THRESHOLD, extra_sets=None):
         found["key_sets"][name] = keysets.set_summary(freqs, "given", energy, tables["logits"], split)
     found["energy_share_by_set"] = {name: energy_shares_at(tables["spectra"], tables["totals"], freqs)
                                     for name, freqs in {**sets, **extra_sets}.items()}
-    found["fits"] = fits.fit_named_objects(params, activation, seq_len, tables["logits"], tables["hidden"],
-                                           {"in_use": sets["in_use"], "functional": sets["functional"], **extra_sets})
+    found["fits"] = fits.fit_named_objects(tables, activation, {"in_use": sets["in_use"],
+                                                                "functional": sets["functional"], **extra_sets})
     found["clock_pizza"] = clock_pizza.measure(params, activation, seq_len, tables["logits"], {**sets, **extra_sets})
     used = [k for k in found["strength_order"] if k in sets["in_use"]]
     found["partial_sums"] = {**partial_sums.measure_running_sum(tables, used, config["p"]),
