@@ -43,24 +43,28 @@ def remove(params, freqs, site="both"):
 
 
 class Evaluator:
-    """Accuracy and loss on all pairs and on the run's test split."""
+    """The one evaluator of ablated models: accuracy and loss on all tuples and (unless
+    `test` is False) on the run's test split (`frac`, `seed`)."""
 
-    def __init__(self, p, activation="relu", frac=0.3, seed=0, seq_len=2, tick=None):
+    def __init__(self, p, activation="relu", frac=0.3, seed=0, seq_len=2, tick=None, test=True):
         self.activation, self.tick = activation, tick
         self.x_all = all_tuples(p, seq_len)
         self.y_all = targets(self.x_all, p)
-        ds = make_dataset(p, seq_len, frac, seed)
-        self.x_test, self.y_test = ds.x_test, ds.y_test
+        ds = make_dataset(p, seq_len, frac, seed) if test else None
+        self.x_test, self.y_test = (ds.x_test, ds.y_test) if ds else (None, None)
 
     def __call__(self, params):
         xp, like = namespace(params["E"]), params["E"]
         on = lambda a: asarray(xp, a, like=like)          # tokens to the params' device
         # in batches: the memory of an evaluation does not grow with p**seq_len
         loss, acc = rnn.evaluate(params, on(self.x_all), on(self.y_all), self.activation, EVAL_BATCH)
-        test_loss, test_acc = rnn.evaluate(params, on(self.x_test), on(self.y_test), self.activation, EVAL_BATCH)
+        out = {"accuracy": acc, "loss": loss}
+        if self.x_test is not None:
+            test_loss, test_acc = rnn.evaluate(params, on(self.x_test), on(self.y_test), self.activation, EVAL_BATCH)
+            out.update(test_accuracy=test_acc, test_loss=test_loss)
         if self.tick:
             self.tick()
-        return {"accuracy": acc, "loss": loss, "test_accuracy": test_acc, "test_loss": test_loss}
+        return out
 
 
 def cumulative(params, order, evaluate, site):

@@ -20,9 +20,7 @@ import math
 import numpy as np
 
 from tinymod.analysis import ablate
-from tinymod.model import rnn
-from tinymod.model.backend import asarray, namespace, to_numpy
-from tinymod.model.limits import EVAL_BATCH
+from tinymod.model.backend import to_numpy
 from tinymod.model.data import all_tuples, grid_sums, targets
 from tinymod.analysis.fourier import frequency_shares, spectrum
 from tinymod.model.kernels import softmax_xent
@@ -161,20 +159,14 @@ class Scorer:
     the weights at site `both`; remembers what it has scored."""
 
     def __init__(self, params, activation, seq_len):
-        xp, like = namespace(params["E"]), params["E"]
-        p = params["E"].shape[0]
-        tuples = all_tuples(p, seq_len)
-        self.x = asarray(xp, tuples, like=like)
-        self.y = asarray(xp, targets(tuples, p), like=like)
-        self.params, self.activation, self.p = params, activation, p
+        self.p = params["E"].shape[0]
+        self.params, self.evaluate = params, ablate.Evaluator(self.p, activation, seq_len=seq_len, test=False)
         self.seen = {}
 
     def __call__(self, removed):
         key = tuple(sorted(int(k) for k in removed))
         if key not in self.seen:
-            loss, acc = rnn.evaluate(ablate.remove(self.params, key, "both"), self.x, self.y,
-                                     self.activation, EVAL_BATCH)
-            self.seen[key] = {"accuracy": acc, "loss": loss}
+            self.seen[key] = self.evaluate(ablate.remove(self.params, key, "both"))
         return self.seen[key]
 
     def keep(self, kept):
