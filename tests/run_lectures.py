@@ -59,8 +59,8 @@ def fallback():
     if forced in ("0", "1"):
         return forced == "1"
     from tinymod.model import blocks
-    from tinymod.training import runs
-    return runs.describe_blas(blocks.blas_info()) != runs.REFERENCE_KERNELS
+    from tinymod.training import machine
+    return machine.describe_blas(blocks.blas_info()) != machine.REFERENCE_KERNELS
 
 
 def _run_here(path, workdir):

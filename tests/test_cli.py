@@ -45,12 +45,12 @@ def test_importing_tinymod_leaves_matplotlib_as_it_was(tmp_path):
 
 
 def test_train_says_when_the_kernels_are_not_the_readmes(tmp_path, monkeypatch):
-    from tinymod.training import runs
+    from tinymod.training import machine
     args = ["train", "--preset", "quick", "--p", "7", "--d-embed", "4", "--d-hidden", "4", "--steps", "5"]
-    monkeypatch.setattr(runs, "blas_kernels", lambda folder: "openblas SkylakeX")
+    monkeypatch.setattr(machine, "blas_kernels", lambda folder: "openblas SkylakeX")
     result = CliRunner().invoke(main, args + ["--out", str(tmp_path / "a")])
     assert result.exit_code == 0 and "note: this run used the BLAS kernels openblas SkylakeX" in result.output
-    monkeypatch.setattr(runs, "blas_kernels", lambda folder: runs.REFERENCE_KERNELS)
+    monkeypatch.setattr(machine, "blas_kernels", lambda folder: machine.REFERENCE_KERNELS)
     result = CliRunner().invoke(main, args + ["--out", str(tmp_path / "b")])
     assert result.exit_code == 0 and "note:" not in result.output
 

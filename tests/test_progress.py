@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from conftest import digest
 from tinymod.analysis import construct, fits, keysets, progress, tabulate
 from tinymod.reports import pipeline
-from tinymod.training import checkpoint, runs
+from tinymod.training import checkpoint, runs, train
 from tinymod.cli import main
 
 
@@ -65,11 +65,11 @@ def test_logit_fvu_names_itself():
 
 
 def test_snapshot_schedule():
-    steps = runs.snapshot_steps(5000)
+    steps = train.snapshot_steps(5000)
     assert steps[0] == 0 and steps[-1] == 5000 and steps == sorted(set(steps))
     assert len(steps) >= 50 and sum(s <= 100 for s in steps) >= 10      # early phases resolved
-    assert runs.snapshot_steps(5000, 0) == []
-    assert runs.snapshot_steps(10, 4) == [0, 4, 8, 10]
+    assert train.snapshot_steps(5000, 0) == []
+    assert train.snapshot_steps(10, 4) == [0, 4, 8, 10]
 
 
 def test_phases_follow_their_rules():
@@ -89,7 +89,7 @@ def test_phases_follow_their_rules():
 def test_progress_on_a_tiny_run(tiny_run):
     run = tiny_run(300)
     snaps = runs.list_snapshots(run)
-    assert [s for s, _ in snaps] == runs.snapshot_steps(300)
+    assert [s for s, _ in snaps] == train.snapshot_steps(300)
     _, _, opt = checkpoint.load(snaps[-1][1])
     assert opt is None                                               # parameters only
     result = CliRunner().invoke(main, ["progress", str(run)])

@@ -11,6 +11,7 @@ from conftest import TINY, digest, invoke, spawn_training, wait_for_checkpoint
 from tinymod.model import rnn
 from tinymod.training import checkpoint, runs, train
 from tinymod.cli import main
+from tinymod.reports.speak import ProgressBar
 
 METRIC_KEYS = {"step", "train_loss", "train_acc", "test_loss", "test_acc", "weight_norm", "seconds"}
 
@@ -263,7 +264,7 @@ def test_progress_is_a_live_bar_on_a_terminal_and_lines_elsewhere():
     rows = [{**row, "step": s, "test_acc": s / 1000} for s in range(0, 1001, 10)]
     term, pipe = _Terminal(), io.StringIO()
     for stream in (term, pipe):
-        progress = train.ProgressBar(stream)
+        progress = ProgressBar(stream)
         progress.start(0, 1000, rows[0])
         for r in rows[1:]:
             progress.update(r["step"], r)

@@ -124,6 +124,7 @@ def train_command(preset_name, config_file, out, resume, overwrite, **flags):
     continues from it and ends bit-identical to an uninterrupted run.
     """
     from tinymod.training import config, train
+    from tinymod.reports.speak import ProgressBar
 
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
@@ -138,7 +139,7 @@ def train_command(preset_name, config_file, out, resume, overwrite, **flags):
     out = out or f"runs/{chosen.preset}"
     try:
         summary = train.run(chosen, out, resume, overwrite, overrides=tuple(settings),
-                            progress=train.ProgressBar())
+                            bar=ProgressBar())
     except train.Interrupted as e:
         click.echo(f"{e}. Resume with: tinymod train --out {out} --resume", err=True)
         raise SystemExit(130) from None
@@ -147,11 +148,11 @@ def train_command(preset_name, config_file, out, resume, overwrite, **flags):
                    f"checkpoint with: tinymod train --out {out} --resume", err=True)
         raise SystemExit(130) from None
     _print_summary(summary)
-    from tinymod.training import runs
-    kernels = runs.blas_kernels(out)
-    if chosen.backend == "numpy" and kernels != runs.REFERENCE_KERNELS:
+    from tinymod.training import machine
+    kernels = machine.blas_kernels(out)
+    if chosen.backend == "numpy" and kernels != machine.REFERENCE_KERNELS:
         click.echo(f"note: this run used the BLAS kernels {kernels or 'of an unrecorded BLAS'}; the README's "
-                   f"numbers came from {runs.REFERENCE_KERNELS} (on x86-64 with AVX2 and FMA, "
+                   f"numbers came from {machine.REFERENCE_KERNELS} (on x86-64 with AVX2 and FMA, "
                    f"OPENBLAS_CORETYPE=Haswell gives them bit for bit). Other kernels give another, "
                    f"equally valid sample.", err=True)
 
@@ -207,11 +208,11 @@ def fourier_command(source, out, threshold, backend_name):
     the figures fourier_spectra.png, hidden_spectrum_2d.png, neurons_per_frequency.png
     and clock.png, and prints a summary.
     """
-    from tinymod.reports import pipeline, report
+    from tinymod.reports import console, pipeline
 
     params, config, folder = _load_model(source, backend_name)
     folder = _output_folder(out, folder)
-    click.echo(report.fourier_text(pipeline.run_fourier(params, config, folder, threshold), folder))
+    click.echo(console.fourier_text(pipeline.run_fourier(params, config, folder, threshold), folder))
 
 
 @main.command("svd")
@@ -223,12 +224,12 @@ def svd_command(source, out, threshold):
     top r, effective rank at 90% and 99%, and the frequency of each top singular vector.
     Writes svd.json and singular_values.png."""
     from tinymod.analysis import keysets
-    from tinymod.reports import pipeline, report
+    from tinymod.reports import console, pipeline
 
     params, config, folder = _load_model(source)
     folder = _output_folder(out, folder)
     key, _ = keysets.weight_key_frequencies(params, threshold)
-    click.echo(report.svd_text(pipeline.run_svd(params, config, folder, key), folder))
+    click.echo(console.svd_text(pipeline.run_svd(params, config, folder, key), folder))
 
 
 @main.command("ablate")
@@ -246,12 +247,12 @@ def ablate_command(source, out, threshold, site, seeds, backend_name):
     split: every frequency alone, then the key frequencies one after another, beside
     controls. Writes ablation.json, ablation_single.png and ablation_cumulative.png."""
     from tinymod.analysis import keysets
-    from tinymod.reports import pipeline, report
+    from tinymod.reports import console, pipeline
 
     params, config, folder = _load_model(source, backend_name)
     folder = _output_folder(out, folder)
     key, strength = keysets.weight_key_frequencies(params, threshold)
-    click.echo(report.ablation_text(pipeline.run_ablate(params, config, folder, key, strength, site, seeds), folder))
+    click.echo(console.ablation_text(pipeline.run_ablate(params, config, folder, key, strength, site, seeds), folder))
 
 
 @main.command("report")
@@ -261,7 +262,7 @@ def ablate_command(source, out, threshold, site, seeds, backend_name):
 def report_command(source, threshold, backend_name):
     """Run fourier, svd and ablate on a run and write report.md beside it: the training
     curves, every figure, and our numbers beside the paper's claims."""
-    from tinymod.reports import pipeline, report
+    from tinymod.reports import console, pipeline
     from tinymod.reports.speak import Voice
     from tinymod.training import runs
     from tinymod.training import train
@@ -273,7 +274,7 @@ def report_command(source, threshold, backend_name):
     voice = Voice(lambda line: click.echo(line, err=True))
     path, analyses = pipeline.run_report(params, config, folder, summary, threshold, voice=voice)
     voice.finish()
-    click.echo(report.claims_text(analyses["fourier"], analyses["claims"]))
+    click.echo(console.claims_text(analyses["fourier"], analyses["claims"]))
     click.echo(f"wrote {path}")
 
 
@@ -286,7 +287,7 @@ def progress_command(source, out):
     frequencies, weight norms, key energy, sparsity, low rank) and find the phases
     memorisation, circuit formation and cleanup. Writes progress.json and progress.png."""
     from pathlib import Path
-    from tinymod.reports import pipeline, report
+    from tinymod.reports import console, pipeline
     from tinymod.training import checkpoint, runs
     from tinymod.errors import TinymodError
     from tinymod.analysis.keysets import in_use_of
@@ -303,7 +304,7 @@ def progress_command(source, out):
     target = _output_folder(out, folder)
     found = pipeline.run_progress(folder, config, key, target, voice)
     voice.finish()
-    click.echo(report.progress_text(found, target))
+    click.echo(console.progress_text(found, target))
 
 
 @main.command("sweep")

@@ -5,7 +5,7 @@ it with matplotlib's object API and saves it through the run folder's atomic wri
 computes what it shows."""
 import numpy as np
 
-from tinymod.reports.plots import _figure, _label_outside, _save
+from tinymod.reports.plots import figure, label_outside, save
 
 
 def _votes(ax, votes, answer, totals=()):
@@ -27,11 +27,11 @@ def phase_addition(p, k, a, b, votes, totals, path):
     multiplying the points of a and b adds their angles, so it lands on (a + b) mod p.
     Right: `votes` (label -> scores over c) and `totals` ([(label, scores)]), peaking at the
     answer."""
-    fig, (left, right) = _figure(1, 2, figsize=(11.5, 4.2))
+    fig, (left, right) = figure(1, 2, figsize=(11.5, 4.2))
     angle = 2 * np.pi * k * np.arange(p) / p
     xy = np.stack([np.cos(angle), np.sin(angle)], axis=1)
     left.scatter(xy[:, 0], xy[:, 1], s=12, color="0.55")
-    _label_outside(left, xy, 1 if p <= 32 else max(1, p // 16))
+    label_outside(left, xy, 1 if p <= 32 else max(1, p // 16))
     for n, name, colour in ((a, "a", "tab:blue"), (b, "b", "tab:orange"), ((a + b) % p, "a + b", "k")):
         left.annotate("", xy[n], (0, 0), arrowprops={"arrowstyle": "->", "color": colour, "lw": 1.6})
         left.plot([], [], color=colour, label=f"{name} = {n}: angle {k}·{n}·360°/{p}")
@@ -39,22 +39,22 @@ def phase_addition(p, k, a, b, votes, totals, path):
     left.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, -0.25))
     _votes(right, votes, (a + b) % p, totals)
     right.set_title(f"score of each answer c for a = {a}, b = {b}")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def votes(votes, answer, totals, path, title=""):
     """One panel: named votes over the answers c, their totals, and the right answer."""
-    fig, ax = _figure(figsize=(8.5, 3.8))
+    fig, ax = figure(figsize=(8.5, 3.8))
     _votes(ax, votes, answer, totals)
     ax.set_title(title)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def spectra(named, marks, path, title="", marked="in use"):
     """Energy spectra side by side: `named` maps a label to energy per frequency (index 0 the
     constant, which is left out); each is drawn as its share of its own non-constant energy,
     so tables of any size compare. `marks` (frequencies) are shaded, and `marked` says whose."""
-    fig, ax = _figure(figsize=(8, 3.8))
+    fig, ax = figure(figsize=(8, 3.8))
     for k in marks:
         ax.axvspan(k - 0.5, k + 0.5, color="0.9", lw=0)
     for label, spectrum in named.items():
@@ -63,14 +63,14 @@ def spectra(named, marks, path, title="", marked="in use"):
         ax.plot(np.arange(1, len(spectrum) + 1), 100 * share, marker="o", ms=3, lw=1.2, label=label)
     ax.set(xlabel=f"frequency k (shaded: {marked})", ylabel="% of the table's energy", title=title)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def error_by_step(steps, curves, path, title=""):
     """Log-log lines of a finite difference's error against its step, one per label in
     `curves` (label -> errors, one per step); errors of exactly 0 (a difference that rounds
     to the true value) cannot sit on a log axis and are left out of their line."""
-    fig, ax = _figure(figsize=(6.5, 4))
+    fig, ax = figure(figsize=(6.5, 4))
     steps = np.asarray(steps, dtype=float)
     for label, errors in curves.items():
         errors = np.asarray(errors, dtype=float)
@@ -78,7 +78,7 @@ def error_by_step(steps, curves, path, title=""):
         ax.loglog(steps[shown], errors[shown], marker="o", ms=3, label=label)
     ax.set(xlabel="step δθ of the central difference", ylabel="|numeric − backprop|", title=title)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def clock_frames(frames, k, path):
@@ -86,10 +86,10 @@ def clock_frames(frames, k, path):
     scale: `frames` is [(step, xy (p, 2) from tabulate.clock_coordinates, the norm of the
     whole centred embedding)], and each panel is drawn relative to that norm, so the circle's
     size is the share of the embedding that frequency k holds."""
-    fig, axes = _figure(1, len(frames), figsize=(2.6 * len(frames), 3.0), squeeze=False, sharex=True, sharey=True)
+    fig, axes = figure(1, len(frames), figsize=(2.6 * len(frames), 3.0), squeeze=False, sharex=True, sharey=True)
     for ax, (step, xy, norm) in zip(axes[0], frames):
         xy = np.asarray(xy) / (norm or 1.0)
         ax.scatter(xy[:, 0], xy[:, 1], s=9, c=(k * np.arange(len(xy))) % len(xy), cmap="twilight")
         ax.set(aspect="equal", xticks=[], yticks=[], title=f"step {step}\n{100 * np.sum(xy ** 2):.0f}% of E")
     fig.suptitle(f"the embedding restricted to frequency {k}, on one scale (colour: {k}·a mod p)", y=1.08)
-    return _save(fig, path)
+    return save(fig, path)

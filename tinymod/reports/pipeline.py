@@ -16,7 +16,7 @@ from pathlib import Path
 from tinymod.analysis import ablate, clock_pizza, fits, keysets, partial_sums, progress, svd, tabulate
 from tinymod.model import rnn
 from tinymod.reports import claims, plots, report
-from tinymod.training import checkpoint, runs
+from tinymod.training import checkpoint, machine, runs
 from tinymod.model.data import make_dataset
 from tinymod.analysis.fourier import energy_shares_at
 from tinymod.analysis.keysets import SET_FIELDS, THRESHOLD
@@ -122,7 +122,7 @@ def run_report(params, config, folder, summary=None, threshold=THRESHOLD, snapsh
     {"fourier", "svd", "ablation", "control", "progress", "claims"})."""
     analyses = _analyses(params, config, folder, threshold, snapshots, voice)
     figures = [name for name in runs.TRAINING_FIGURES + runs.ANALYSIS_FIGURES if (Path(folder) / name).exists()]
-    text = report.markdown(folder, analyses, summary, figures, config, runs.blas_kernels(folder))
+    text = report.markdown(folder, analyses, summary, figures, config, machine.blas_kernels(folder))
     return runs.write_text(Path(folder) / runs.REPORT_MD, text), analyses
 
 

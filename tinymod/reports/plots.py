@@ -8,14 +8,14 @@ beyond what it draws.
 from matplotlib.figure import Figure
 
 
-def _figure(rows=1, cols=1, **kwargs):
+def figure(rows=1, cols=1, **kwargs):
     """(figure, axes) like pyplot.subplots, without pyplot's global state."""
     figsize = kwargs.pop("figsize", None)
     fig = Figure(figsize=figsize)
     return fig, fig.subplots(rows, cols, **kwargs)
 
 
-def _save(fig, path):
+def save(fig, path):
     from tinymod.training import runs
     fig.tight_layout()
     runs.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
@@ -53,7 +53,7 @@ def training_curves(rows, path, title=""):
     much later, and a linear axis squeezes the first into a sliver.
     """
     steps = _steps(rows)
-    fig, (ax_loss, ax_acc) = _figure(1, 2, figsize=(11, 4.2))
+    fig, (ax_loss, ax_acc) = figure(1, 2, figsize=(11, 4.2))
     ax_loss.plot(steps, _column(rows, "train_loss"), ".-", ms=3, label="train")
     ax_loss.plot(steps, _column(rows, "test_loss"), ".-", ms=3, label="test")
     ax_loss.set(yscale="log", ylabel="cross-entropy loss")
@@ -66,24 +66,24 @@ def training_curves(rows, path, title=""):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     fig.suptitle(title or "training curves")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def weight_norm(rows, path, title=""):
     """The L2 norm of all parameters against step (weight decay shrinks it as the model
     trades memorisation for the Fourier algorithm)."""
-    fig, ax = _figure(figsize=(6, 4))
+    fig, ax = figure(figsize=(6, 4))
     ax.plot(_steps(rows), _column(rows, "weight_norm"))
     _step_axis(ax, rows)
     ax.set(ylabel="weight norm ||θ||₂", title=title or "weight norm")
     ax.grid(True, which="both", alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def fourier_spectra(report, path, labels):
     """Each component's share of non-constant energy per frequency (log scale); key
     frequencies marked. `labels`: {component: legend text} (tinymod.analysis.tabulate.components)."""
-    fig, ax = _figure(figsize=(10, 4.5))
+    fig, ax = figure(figsize=(10, 4.5))
     for name, label in labels.items():
         spec = report["spectra"][name]
         total = sum(spec[1:]) or 1.0
@@ -94,14 +94,14 @@ def fourier_spectra(report, path, labels):
            ylim=(1e-8, 1.5), title=f"Fourier spectra, p = {report['p']}; key frequencies "
                                     f"{', '.join(map(str, report['key_frequencies']))} (grey)")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def hidden_spectrum_2d(report, path):
     """log10 energy of the hidden state per frequency pair (k_a, k_b)."""
     import numpy as np
     energy = np.array(report["hidden_spectrum_2d"])
-    fig, ax = _figure(figsize=(5.5, 5))
+    fig, ax = figure(figsize=(5.5, 5))
     image = ax.imshow(np.log10(energy + max(1e-12 * energy.max(), 1e-300)), origin="lower", cmap="viridis")
     fig.colorbar(image, ax=ax, label="log10 energy")
     for k in report["key_frequencies"]:              # where a, b and a ± b terms at k land
@@ -109,7 +109,7 @@ def hidden_spectrum_2d(report, path):
             ax.add_patch(_square(cell))
     ax.set(xlabel="frequency of b", ylabel="frequency of a",
            title="hidden state h_2 over (a, b)\n(boxes: (k, 0), (0, k), (k, k) for each key k)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _square(cell):
@@ -121,12 +121,12 @@ def _square(cell):
 def neurons_per_frequency(report, path):
     counts = report["neurons"]["count_per_frequency"]
     key = set(report["key_frequencies"])
-    fig, ax = _figure(figsize=(9, 3.8))
+    fig, ax = figure(figsize=(9, 3.8))
     ax.bar(range(1, len(counts)), counts[1:],
            color=["C3" if k in key else "C0" for k in range(1, len(counts))])
     ax.set(xlabel="dominant frequency", ylabel="hidden units",
            title=f"units per dominant frequency (red: key; {counts[0]} dead units not shown)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def clock(report, path):
@@ -136,22 +136,22 @@ def clock(report, path):
     n = max(len(clocks), 1)
     cols = min(n, 3)
     rows = -(-n // cols)
-    fig, axes = _figure(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
+    fig, axes = figure(rows, cols, figsize=(4 * cols, 4 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (k, points) in zip(axes.flat, clocks.items()):
         xy = np.array(points)
         ax.axis("on")
         ax.scatter(xy[:, 0], xy[:, 1], s=8)
-        _label_outside(ax, xy, max(1, len(xy) // 16))
+        label_outside(ax, xy, max(1, len(xy) // 16))
         ax.set(aspect="equal", title=f"k = {k}", xticks=[], yticks=[])
     fig.suptitle("the clock: embeddings restricted to each key frequency")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def singular_values(report, path):
     """Each matrix's singular values, normalised by the largest (log scale)."""
-    fig, ax = _figure(figsize=(8, 4.5))
+    fig, ax = figure(figsize=(8, 4.5))
     for name, entry in report.items():
         s = entry["singular_values"]
         top = s[0] or 1.0                                 # an all-zero matrix has no scale
@@ -163,13 +163,13 @@ def singular_values(report, path):
     ax.set(yscale="log", xscale="log", xlabel="index", ylabel="σ_i / σ_1",
            title="singular values", ylim=(1e-6, 1.5))
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def ablation_single(report, path):
     """Accuracy on all pairs after removing each frequency alone."""
     single = report["single"]
-    fig, (ax, ax_loss) = _figure(2, 1, figsize=(10, 6), sharex=True)
+    fig, (ax, ax_loss) = figure(2, 1, figsize=(10, 6), sharex=True)
     colours = ["C3" if s["is_key"] else "C0" for s in single]
     freqs = [s["frequency"] for s in single]
     # accuracy lost, in points: bars of 100% would hide the few that move
@@ -183,12 +183,12 @@ def ablation_single(report, path):
     ax_loss.bar(freqs, [max(s["loss"], 1e-12) for s in single], color=colours)
     ax_loss.axhline(max(report["baseline"]["loss"], 1e-12), color="k", lw=0.8)
     ax_loss.set(yscale="log", xlabel="frequency removed", ylabel="loss, all tuples (log)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def ablation_cumulative(report, path):
     """Accuracy as key frequencies are removed one after another, beside the controls."""
-    fig, ax = _figure(figsize=(7, 4.5))
+    fig, ax = figure(figsize=(7, 4.5))
     x0 = [0]
     base = [100 * report["baseline"]["accuracy"]]
 
@@ -203,7 +203,7 @@ def ablation_cumulative(report, path):
            title="removing frequencies one after another")
     ax.set_xticks(range(len(report["cumulative"]) + 1))            # whole frequencies only
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 PHASE_COLOURS = {"memorisation": "C1", "circuit formation": "C2", "cleanup": "C4"}
@@ -218,7 +218,7 @@ def key_curve(report, path):
     set's members marked on the removal-ratio panel."""
     rows = report["key_curve"]
     n = _column(rows, "n")
-    fig, (losses, removal) = _figure(1, 2, figsize=(12, 4.5))
+    fig, (losses, removal) = figure(1, 2, figsize=(12, 4.5))
     for name, label in (("restricted_loss", "restricted (all tuples)"), ("excluded_loss", "excluded (train)"),
                         ("keep_loss", "only the first n kept in the weights")):
         losses.plot(n, [max(r[name], 1e-12) for r in rows], marker=".", label=label)
@@ -239,7 +239,7 @@ def key_curve(report, path):
         ax.set_xticks(ax_ticks, [f"{r['n']}\n{r['frequency']}" for r in rows], fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def progress(report, path, title=""):
@@ -248,7 +248,7 @@ def progress(report, path, title=""):
     phases shaded."""
     rows = report["rows"]
     steps = _steps(rows)
-    fig, axes = _figure(3, 2, figsize=(12, 10), sharex=True)
+    fig, axes = figure(3, 2, figsize=(12, 10), sharex=True)
     (acc, loss), (norm, energy), (sparse, low) = axes
     for name, label in (("train_acc", "train"), ("test_acc", "test")):
         acc.plot(steps, [100 * r[name] for r in rows], label=label)
@@ -282,13 +282,13 @@ def progress(report, path, title=""):
         if ax is not sparse:
             ax.legend(fontsize=7)
     fig.suptitle(title or f"through training: key frequencies {' '.join(map(str, report['key_frequencies']))}")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def grok_steps(groups, path):
     """The grok step of every run, one column of points per group of seeds; runs that never
     grokked drawn as x at the top."""
-    fig, ax = _figure(figsize=(max(5, 2 + 1.6 * len(groups)), 4))
+    fig, ax = figure(figsize=(max(5, 2 + 1.6 * len(groups)), 4))
     top = max([s for steps in groups.values() for s in steps if s is not None] or [1])
     for i, (name, steps) in enumerate(groups.items()):
         done = [s for s in steps if s is not None]
@@ -301,7 +301,7 @@ def grok_steps(groups, path):
     ax.set_xticks(range(len(groups)), [n.replace(", ", "\n") for n in groups], fontsize=7)
     ax.set(ylabel="grok step (test accuracy ≥ 99%)", title="grok step over seeds")
     ax.grid(True, alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def phase_diagram(cells, axes, path):
@@ -310,7 +310,7 @@ def phase_diagram(cells, axes, path):
     xs = sorted({k[0] for k in cells}, key=str)
     ys = sorted({k[1] for k in cells}, key=str)
     grid = np.full((len(ys), len(xs)), np.nan)
-    fig, ax = _figure(figsize=(1.5 + 1.2 * len(xs), 1.5 + 0.9 * len(ys)))
+    fig, ax = figure(figsize=(1.5 + 1.2 * len(xs), 1.5 + 0.9 * len(ys)))
     for (x, y), steps in cells.items():
         done = [s for s in steps if s is not None]
         i, j = ys.index(y), xs.index(x)
@@ -324,10 +324,10 @@ def phase_diagram(cells, axes, path):
     ax.set_xticks(range(len(xs)), [str(x) for x in xs])
     ax.set_yticks(range(len(ys)), [str(y) for y in ys])
     ax.set(xlabel=axes[0], ylabel=axes[1], title="grok step (x: no run grokked; n grokked / runs)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def _label_outside(ax, xy, step):
+def label_outside(ax, xy, step):
     """Label every `step`-th point with its index, pushed out from the centre along its radius
     so that neighbours on a circle do not print over each other."""
     import numpy as np
@@ -347,13 +347,13 @@ def clock_through_time(partial, path):
     import numpy as np
     clock = partial["clock"]
     T = len(clock["points"])
-    fig, axes = _figure(1, T, figsize=(4 * T, 4), squeeze=False)
+    fig, axes = figure(1, T, figsize=(4 * T, 4), squeeze=False)
     for t, ax in enumerate(axes[0], 1):
         xy = np.array(clock["points"][t - 1])
         ax.scatter(xy[:, 0], xy[:, 1], s=10, c=np.arange(len(xy)), cmap="twilight")
-        _label_outside(ax, xy, max(1, len(xy) // 16))
+        label_outside(ax, xy, max(1, len(xy) // 16))
         frac = partial["steps"][t - 1]["fraction_explained"]
         ax.set(aspect="equal", xticks=[], yticks=[],
                title=f"h_{t} by s_{t}" + (f" ({100 * frac:.0f}% explained by s_{t})" if frac is not None else ""))
     fig.suptitle(f"the clock of the running sum, frequency {clock['frequency']}")
-    return _save(fig, path)
+    return save(fig, path)

@@ -1,9 +1,14 @@
 """Long commands speak: what they are doing, and how long is left, as they go.
 
+`ProgressBar` is training's: a live bar on a terminal, plain lines on a pipe, which
+`tinymod train` hands to tinymod.training.train.run (anything with start, update and close
+will do).
+
 `Voice` prints one line per stage and, inside a stage of counted steps, a line with a time
 estimate from the first steps on (then at most one line every `every` seconds), through
 `echo` (click.echo flushes, so the lines come through a pipe as they are made).
 """
+import sys
 import time
 
 
@@ -32,3 +37,39 @@ class Voice:
 
     def finish(self):
         self.echo(f"[{self.clock() - self.start:6.1f} s] done")
+
+
+class ProgressBar:
+    """A live bar on a terminal; on a pipe or in CI, about twenty plain lines per run."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def start(self, step, total, row):
+        self.total, self.every = total, max(1, (total - step) // 20)
+        self.last_line = step
+        self._show(row, force=True)
+
+    def update(self, step, row):
+        if self.tty or step - self.last_line >= self.every or step == self.total:
+            self.last_line = step
+            self._show(row)
+
+    def _show(self, row, force=False):
+        done = row["step"] / self.total
+        text = (f"step {row['step']:>{len(str(self.total))}}/{self.total} "
+                f"| train loss {row['train_loss']:.3g} acc {100 * row['train_acc']:5.1f}% "
+                f"| test loss {row['test_loss']:.3g} acc {100 * row['test_acc']:5.1f}% "
+                f"| {row['seconds']:.0f}s")
+        if self.tty:
+            bar = "#" * int(20 * done) + "-" * (20 - int(20 * done))
+            self.stream.write(f"\r[{bar}] {text}\x1b[K")
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self):
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -75,28 +75,6 @@ def analysis_folder(model_path):
     return path.parent if path.name == MODEL else path.parent / path.stem
 
 
-REFERENCE_KERNELS = "openblas Haswell"    # the kernels the README's and the lectures' numbers came from
-
-
-def describe_blas(blas):
-    """BLAS libraries as threadpoolctl describes them (config.json's `blas`), in a few words:
-    "openblas Haswell"."""
-    return ", ".join(f"{b['internal_api']} {b.get('architecture') or ''}".strip() for b in blas) or None
-
-
-def blas_kernels(folder):
-    """The BLAS kernels the run trained with, as its config.json records them ("openblas
-    Haswell"), or None. `folder` is the run, or a checkpoint's analysis folder inside it
-    (checkpoints/step_0001000/)."""
-    config = next((f / CONFIG for f in (Path(folder), Path(folder).parent.parent) if (f / CONFIG).is_file()), None)
-    if config is None:
-        return None
-    try:
-        return describe_blas(json.loads(config.read_text()).get("blas") or [])
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):     # a damaged record
-        return None
-
-
 # --- the folder ------------------------------------------------------------------------------
 
 def refuse_links(out):
@@ -321,24 +299,6 @@ def newest_checkpoint(folder, loader=None):
             continue
         return path, failed
     return None, failed
-
-
-SNAPSHOTS_PER_RUN = 50     # evenly spaced, by default ...
-SNAPSHOTS_PER_DECADE = 12  # ... plus this many per decade of steps, to resolve the early phases
-
-
-def snapshot_steps(steps, every=None):
-    """The steps (ascending, 0 included) at which a run of `steps` steps keeps a parameter
-    snapshot: every `every` steps, or, when None, SNAPSHOTS_PER_RUN evenly spaced plus
-    SNAPSHOTS_PER_DECADE log-spaced ones; none when `every` is 0."""
-    if every == 0:
-        return []
-    chosen = set(range(0, steps + 1, every or max(1, -(-steps // SNAPSHOTS_PER_RUN)))) | {steps}
-    if every is None:
-        decades = math.log10(max(steps, 1))
-        chosen |= {round(10 ** (i / SNAPSHOTS_PER_DECADE))
-                   for i in range(int(SNAPSHOTS_PER_DECADE * decades) + 1)}
-    return sorted(s for s in chosen if s <= steps)
 
 
 def list_snapshots(folder):

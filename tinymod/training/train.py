@@ -11,7 +11,6 @@ parameters to one that never stopped. One training at a time holds a folder's lo
 import json
 import math
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -178,6 +177,24 @@ def _save(out, step, params, config, opt, seconds):
                            opt.state_dict())
 
 
+SNAPSHOTS_PER_RUN = 50     # evenly spaced, by default ...
+SNAPSHOTS_PER_DECADE = 12  # ... plus this many per decade of steps, to resolve the early phases
+
+
+def snapshot_steps(steps, every=None):
+    """The steps (ascending, 0 included) at which a run of `steps` steps keeps a parameter
+    snapshot: every `every` steps, or, when None, SNAPSHOTS_PER_RUN evenly spaced plus
+    SNAPSHOTS_PER_DECADE log-spaced ones; none when `every` is 0."""
+    if every == 0:
+        return []
+    chosen = set(range(0, steps + 1, every or max(1, -(-steps // SNAPSHOTS_PER_RUN)))) | {steps}
+    if every is None:
+        decades = math.log10(max(steps, 1))
+        chosen |= {round(10 ** (i / SNAPSHOTS_PER_DECADE))
+                   for i in range(int(SNAPSHOTS_PER_DECADE * decades) + 1)}
+    return sorted(s for s in chosen if s <= steps)
+
+
 def _snapshot(out, step, params, config):
     """Parameters only (no optimiser state), for tinymod progress."""
     checkpoint.save(out / runs.SNAPSHOTS / runs.checkpoint_name(step), params,
@@ -207,10 +224,10 @@ def _stop_rule(config, rows):
     return "steps"
 
 
-def _loop(config, out, ds, host, state, progress):
+def _loop(config, out, ds, host, state, bar):
     """Train from state.step to config.steps; returns (state, why it stopped)."""
     params, opt, step, seconds, rows = state
-    snapshots = set(runs.snapshot_steps(config.steps, config.snapshot_every))
+    snapshots = set(snapshot_steps(config.steps, config.snapshot_every))
     metrics = runs.MetricsLog(out / runs.METRICS, rows)        # kept from before a resume
     limits = blocks.threads_set(config.threads)   # how many blocks run at once; the result is the same
     interrupted = []
@@ -225,8 +242,8 @@ def _loop(config, out, ds, host, state, progress):
                 if snapshots:
                     _snapshot(out, 0, params, config)
             t0 = time.perf_counter() - seconds
-            if progress:
-                progress.start(step, config.steps, rows[-1])
+            if bar:
+                bar.start(step, config.steps, rows[-1])
             if rows[-1]["step"] == step:       # resumed at the step where the run stopped
                 stopped = _stop_rule(config, rows)
             while step < config.steps and stopped == "steps":
@@ -242,8 +259,8 @@ def _loop(config, out, ds, host, state, progress):
                 if step % config.eval_every == 0 or step == config.steps:
                     rows.append(_evaluate(params, ds, config, step, seconds))
                     metrics.append(rows[-1])
-                    if progress:
-                        progress.update(step, rows[-1])
+                    if bar:
+                        bar.update(step, rows[-1])
                     stopped = _stop_rule(config, rows)
                     if stopped != "steps":
                         break
@@ -256,8 +273,8 @@ def _loop(config, out, ds, host, state, progress):
         metrics.close()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-        if progress:
-            progress.close()
+        if bar:
+            bar.close()
     return State(params, opt, step, seconds, rows), stopped
 
 
@@ -268,7 +285,7 @@ def _finish(config, out, state, stopped):
     newest, _ = runs.newest_checkpoint(out)
     if newest != out / runs.CHECKPOINTS / runs.checkpoint_name(step):
         _save(out, step, params, config, opt, seconds)
-    if runs.snapshot_steps(config.steps, config.snapshot_every) and \
+    if snapshot_steps(config.steps, config.snapshot_every) and \
             not (out / runs.SNAPSHOTS / runs.checkpoint_name(step)).exists():   # stopped early
         _snapshot(out, step, params, config)
     checkpoint.save(out / runs.MODEL, params, checkpoint.metadata(config.to_dict(), step, seconds=seconds))
@@ -278,7 +295,7 @@ def _finish(config, out, state, stopped):
     return summarize(rows, out, stopped)
 
 
-def run(config, out, resume=False, overwrite=False, overrides=(), progress=None):
+def run(config, out, resume=False, overwrite=False, overrides=(), bar=None):
     """Train per `config` into the folder `out`; return the summary dict.
 
     Raises TinymodError for bad settings, folders or checkpoints, for a folder another
@@ -289,7 +306,7 @@ def run(config, out, resume=False, overwrite=False, overrides=(), progress=None)
     lock = runs.open_folder(out)
     try:
         ds, host, state = _set_up(config, out, resume, overwrite)
-        state, stopped = _loop(config, out, ds, host, state, progress)
+        state, stopped = _loop(config, out, ds, host, state, bar)
         return _finish(config, out, state, stopped)
     finally:
         lock.release()
@@ -320,41 +337,3 @@ def summarize(rows, out, stopped="steps"):
             "train_loss": last["train_loss"], "test_loss": last["test_loss"],
             "grok_step": grok["step"] if grok else None,
             "grok_seconds": grok["seconds"] if grok else None, "stopped": stopped}
-
-
-# --- the progress line ---------------------------------------------------------------------
-
-class ProgressBar:
-    """A live bar on a terminal; on a pipe or in CI, about twenty plain lines per run."""
-
-    def __init__(self, stream=None):
-        self.stream = stream or sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-
-    def start(self, step, total, row):
-        self.total, self.every = total, max(1, (total - step) // 20)
-        self.last_line = step
-        self._show(row, force=True)
-
-    def update(self, step, row):
-        if self.tty or step - self.last_line >= self.every or step == self.total:
-            self.last_line = step
-            self._show(row)
-
-    def _show(self, row, force=False):
-        done = row["step"] / self.total
-        text = (f"step {row['step']:>{len(str(self.total))}}/{self.total} "
-                f"| train loss {row['train_loss']:.3g} acc {100 * row['train_acc']:5.1f}% "
-                f"| test loss {row['test_loss']:.3g} acc {100 * row['test_acc']:5.1f}% "
-                f"| {row['seconds']:.0f}s")
-        if self.tty:
-            bar = "#" * int(20 * done) + "-" * (20 - int(20 * done))
-            self.stream.write(f"\r[{bar}] {text}\x1b[K")
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def close(self):
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()

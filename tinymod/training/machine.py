@@ -1,0 +1,28 @@
+"""The machine a run trained on, as its config.json records it: the BLAS libraries and the
+kernels they picked, which decide the last bits of every matmul (a run is bit-identical only
+on the same kernels), and the kernels the README's and the lectures' numbers came from."""
+import json
+from pathlib import Path
+
+from tinymod.training.runs import CONFIG
+
+REFERENCE_KERNELS = "openblas Haswell"    # the kernels the README's and the lectures' numbers came from
+
+
+def describe_blas(blas):
+    """BLAS libraries as threadpoolctl describes them (config.json's `blas`), in a few words:
+    "openblas Haswell"."""
+    return ", ".join(f"{b['internal_api']} {b.get('architecture') or ''}".strip() for b in blas) or None
+
+
+def blas_kernels(folder):
+    """The BLAS kernels the run trained with, as its config.json records them ("openblas
+    Haswell"), or None. `folder` is the run, or a checkpoint's analysis folder inside it
+    (checkpoints/step_0001000/)."""
+    config = next((f / CONFIG for f in (Path(folder), Path(folder).parent.parent) if (f / CONFIG).is_file()), None)
+    if config is None:
+        return None
+    try:
+        return describe_blas(json.loads(config.read_text()).get("blas") or [])
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):     # a damaged record
+        return None
