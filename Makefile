@@ -25,8 +25,9 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml constraints.txt $(PACKAGE_FILES
 
 install: $(STAMP) ## create .venv and install tinymod with its test tools, pinned
 
+# One worker per core; a test file runs whole on one worker (the lectures share a folder).
 test: $(STAMP) ## run the whole test suite, lectures included
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --dist loadfile
 
 train: $(STAMP) ## train the default preset into runs/default (replacing it), then write its report
 	$(BIN)/tinymod train --out runs/default --overwrite
