@@ -18,6 +18,12 @@ COMPONENTS = {"E": "embedding E", "U": "input table E @ W_ih.T", "W_out": "reado
               "hidden": "hidden h_2 over (a, b)", "logits": "logits over c"}
 
 
+WEIGHT_STRENGTH_RULE = ("frequencies k >= 1 by weight_share, the weights' mean share of non-constant energy "
+                        "over E, E @ W_ih.T and W_out (the spectral rule's measure), strongest first, ties "
+                        "to the smaller k; ablation removes the spectral set in this order. strength_order "
+                        "is the other order, by logit energy")
+
+
 def components(seq_len=2):
     """COMPONENTS, the hidden state named for `seq_len` tokens."""
     tokens = "a, b" if seq_len == 2 else ", ".join(f"x_{i}" for i in range(1, seq_len + 1))
@@ -92,6 +98,7 @@ def picture_and_tables(params, activation="relu", threshold=keysets.THRESHOLD, s
         hidden_total = spectra["hidden"][1:].sum()
     weights = [spectra["E"], spectra["U"], spectra["W_out"]]
     key = keysets.spectral_key_frequencies(weights, threshold)
+    share = np.mean([fourier.frequency_shares(s) for s in weights], axis=0)     # the spectral rule's measure
     totals = {name: spec[1:].sum() for name, spec in spectra.items()}
     totals["hidden"] = hidden_total
     tables.update(spectra=spectra, totals=totals)
@@ -103,6 +110,9 @@ def picture_and_tables(params, activation="relu", threshold=keysets.THRESHOLD, s
         "key_rule": keysets.KEY_RULE.format(threshold=threshold),
         "threshold": threshold,
         "spectral_count_by_threshold": {str(t): len(keysets.spectral_key_frequencies(weights, t)) for t in keysets.THRESHOLDS},
+        "weight_share": share.tolist(),
+        "weight_strength_order": sorted(range(1, p // 2 + 1), key=lambda k: (-share[k], k)),
+        "weight_strength_rule": WEIGHT_STRENGTH_RULE,
         "accuracy_all_pairs": accuracy,
         "spectra": {name: spec.tolist() for name, spec in spectra.items()},
         "hidden_spectrum_2d": None if hidden_2d is None else hidden_2d.tolist(),

@@ -81,12 +81,13 @@ def run_svd(params, config, folder, key):
 
 def run_ablate(params, config, folder, key, strength, site="both", seeds=5, voice=None):
     """ablation.json over the spectral key frequencies `key`, strongest first by the weights'
-    mean share `strength`: removing every frequency that holds energy is what must leave no
-    path for the answer."""
+    mean share `strength` (indexed by k: fourier.json's weight_share): removing every
+    frequency that holds energy is what must leave no path for the answer."""
     if voice:
         voice.stage("ablate: removing frequencies", ablate.evaluations(config["p"], key, seeds))
     found = {**ablate.measure_removals(params, config, key, strength, site, seeds, voice and voice.tick),
-             "key_set": "spectral"}
+             "key_set": "spectral", "order": "strongest first by the weights' mean share (fourier.json's "
+                                             "weight_strength_order)"}
     _write(folder, runs.ABLATION_JSON, config, found)
     plots.ablation_single(found, Path(folder) / runs.ABLATION_SINGLE_PNG)
     plots.ablation_cumulative(found, Path(folder) / runs.ABLATION_CUMULATIVE_PNG)
@@ -130,7 +131,7 @@ def _analyses(params, config, folder, threshold, snapshots, voice=None):
     say = voice.stage if voice else lambda name: None
     say("fourier: the model's tables, spectra, key sets and curve, fits")
     found = run_fourier(params, config, folder, threshold)
-    spectral, strength = keysets.weight_key_frequencies(params, threshold)
+    spectral, strength = found["key_frequencies"], found["weight_share"]     # computed once, in fourier.json
     used = found["in_use_key_frequencies"]
     say("svd: singular values of the weights and tables")
     svd_report = run_svd(params, config, folder, spectral)
