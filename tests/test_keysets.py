@@ -240,6 +240,10 @@ def test_cli_fourier_and_report_on_a_confident_hand_built_model(tmp_path):
     records = json.loads((tmp_path / "claims.json").read_text())
     assert records["model_step"] == f["model_step"] and records["statuses"] == ["reproduced", "partly", "not"]
     by_id = {c["id"]: c for c in records["claims"]}
+    from tinymod.analysis.records import ClaimRecord, FourierRecord, KeySet
+    assert set(f) == set(FourierRecord.__annotations__)              # the typed record is the file
+    assert all(set(e) <= set(KeySet.__annotations__) for e in f["key_sets"].values())
+    assert all(set(c) == set(ClaimRecord.__annotations__) for c in records["claims"])
     assert list(by_id) == ["sparse", "count", "low_rank", "aligned", "fit", "mechanism", "one_removal",
                            "several_removals"]
     assert by_id["fit"]["status"] == "reproduced" and by_id["count"]["status"] == "not"

@@ -4,6 +4,7 @@ one place (tinymod.training.runs)."""
 import ast
 import importlib
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,16 @@ def test_a_type_checker_resolves_every_import():
     out = subprocess.run([sys.executable, "-m", "mypy", str(source)], cwd=source.parent,
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_type_checker_catches_a_misspelt_record_field(tmp_path):
+    """Contract 5's records are TypedDicts (tinymod.analysis.records): a reader that asks
+    for a field the record does not have fails mypy, as a misspelt key would fail no test."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("from tinymod.analysis.records import FourierRecord\n\n\n"
+                     "def size(f: FourierRecord) -> int:\n"
+                     "    return f['key_sets']['in_use']['sise']\n")
+    source = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", str(probe)], cwd=source,
+                         capture_output=True, text=True, env={**os.environ, "MYPYPATH": str(source)})
+    assert out.returncode == 1 and '"sise"' in out.stdout, out.stdout + out.stderr

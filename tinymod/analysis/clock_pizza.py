@@ -41,6 +41,7 @@ import math
 
 import numpy as np
 
+from tinymod.analysis.records import ClockPizza, ClockPizzaSet
 from tinymod.model import rnn
 from tinymod.model.backend import to_numpy
 from tinymod.model.data import all_tuples, grid_sums
@@ -123,7 +124,7 @@ def frequency_fits(logits):
     return rows
 
 
-def judge(rows, freqs):
+def judge(rows, freqs) -> ClockPizzaSet:
     """The share-weighted measures at the set `freqs` and LABEL_RULE's label."""
     chosen = [r for r in rows if r["frequency"] in set(freqs)]
     variance = sum(r["variance"] for r in chosen)
@@ -191,7 +192,7 @@ def gradient_symmetricity(params, activation="relu", seq_len=2):
     return float(np.mean(cosines)) if cosines else math.nan
 
 
-def measure(params, activation, seq_len, logits, sets):
+def measure(params, activation, seq_len, logits, sets) -> ClockPizza:
     """fourier.json's `clock_pizza`: per frequency, per named set ({name: freqs}) with its
     label, and Zhong et al.'s two measures."""
     rows = frequency_fits(logits)

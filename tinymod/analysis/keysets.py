@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from tinymod.analysis import ablate
+from tinymod.analysis.records import KeySet
 from tinymod.model.backend import to_numpy
 from tinymod.model.data import all_tuples, grid_sums, targets
 from tinymod.analysis.fourier import frequency_shares, spectrum
@@ -234,7 +235,7 @@ def curve_length(cumulative, order, in_use_size, functional):
     return min(len(order), max(reach, in_use_size + 3, functional))
 
 
-def set_summary(freqs, rule, energy, logits, split):
+def set_summary(freqs, rule, energy, logits, split) -> KeySet:
     """A named set: its members, rule, share of the logit energy and Nanda's two losses."""
     total = float(np.sum(energy[1:]))
     return {"frequencies": [int(k) for k in freqs], "size": len(freqs), "rule": rule,

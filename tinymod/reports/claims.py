@@ -10,10 +10,12 @@ sweep render and tally the status; the verdict text beside it (`verdict`) only q
 to claims.json."""
 import math
 from dataclasses import asdict, dataclass, field
+from typing import cast
 
 from tinymod.analysis.keysets import LEVEL
+from tinymod.analysis.records import ClaimRecord, FourierRecord
 
-PAPER = {
+PAPER: dict = {
     "key_frequencies": 6,
     "energy": (0.854, 0.955),
     "fit_error": (1e-3, 1e-2),
@@ -68,9 +70,9 @@ class Claim:
         if self.status not in STATUSES:
             raise ValueError(f"claim {self.id}: status {self.status!r} is not one of {STATUSES}")
 
-    def record(self):
+    def record(self) -> ClaimRecord:
         """The claims.json record: every field, the numbers as JSON numbers."""
-        return asdict(self)
+        return cast(ClaimRecord, asdict(self))
 
 
 NO_KEY = ("**No frequency qualifies as key:** no frequency holds any share of the non-constant "
@@ -79,7 +81,7 @@ NO_KEY = ("**No frequency qualifies as key:** no frequency holds any share of th
 NONE_IN_USE = "removing no single frequency doubles the loss: the model uses none"
 
 
-def sparsity_claim(f):
+def sparsity_claim(f: FourierRecord) -> Claim:
     used, K = f["key_sets"]["in_use"], f["p"] // 2
     n, share, most = used["size"], used["logit_energy_share"], max(1, min(FEW, K // 2))
     ok = 1 <= n <= most and share >= SPARSE_SHARE
@@ -96,7 +98,7 @@ def sparsity_claim(f):
                  {"in_use": n, "logit_energy_share": share}, {"in_use_max": most, "logit_energy_share_min": SPARSE_SHARE})
 
 
-def count_claim(f):
+def count_claim(f: FourierRecord) -> Claim:
     n, paper = len(f["in_use_key_frequencies"]), PAPER["key_frequencies"]
     lo, hi = paper // COUNT_FACTOR, paper * COUNT_FACTOR
     by_factor = f["in_use_counts_by_factor"]
@@ -115,7 +117,7 @@ def count_claim(f):
                  {"in_use_min": lo, "in_use_max": hi})
 
 
-def fit_claim(f):
+def fit_claim(f: FourierRecord) -> Claim:
     fits, top = f["fits"]["in_use"], PAPER["fit_error"][1]
     crit = (f"every pre-activation fit at the in-use set (h_t^pre, or a gated cell's input projection "
             f"per gate, on cos/sin of its frequencies) has "
@@ -141,7 +143,7 @@ def fit_claim(f):
                  {"fvu_max": top, "relative_l2_max": top})
 
 
-def circuit_claim(f):
+def circuit_claim(f: FourierRecord) -> Claim:
     used, p = f["key_sets"]["in_use"], f["p"]
     bound = max(CIRCUIT * f["model_loss"], math.log(1 / LEVEL))
     floor = math.log(p) / 2
@@ -175,12 +177,12 @@ def circuit_claim(f):
                   "gradient_symmetricity": f["clock_pizza"]["gradient_symmetricity"]}, limits, cp["label"])
 
 
-def energy_claims(f, svd_report):
+def energy_claims(f: FourierRecord, svd_report) -> list[Claim]:
     rows, spectral = [], f["key_frequencies"]
     shares = {name: e["energy_share_key_rank"] for name, e in svd_report.items()
               if "energy_share_key_rank" in e}
     if shares:
-        lo, hi = min(shares, key=shares.get), max(shares, key=shares.get)
+        lo, hi = min(shares, key=lambda n: shares[n]), max(shares, key=lambda n: shares[n])
         below = [n for n, v in shares.items() if v < PAPER["energy"][0]]
         r, rank = 2 * len(spectral), max(min(svd_report[n]["shape"]) for n in shares)
         low = r <= rank / 2
@@ -256,7 +258,7 @@ def ablation_claims(ablation_report):
     return rows
 
 
-def claims(fourier_report, svd_report, ablation_report):
+def claims(fourier_report: FourierRecord, svd_report, ablation_report) -> list[Claim]:
     """One Claim per claim of the paper, each verdict with its one-sided criterion and why.
     Sparsity, the count, the fit and the mechanism use the in-use set (what the model
     uses); low rank and ablation use the spectral set (where the energy sits: removing all

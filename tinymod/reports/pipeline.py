@@ -20,6 +20,7 @@ from tinymod.training import checkpoint, machine, runs
 from tinymod.model.data import make_dataset
 from tinymod.analysis.fourier import energy_shares_at
 from tinymod.analysis.keysets import SET_FIELDS, THRESHOLD
+from tinymod.analysis.records import FourierRecord
 
 
 def _write(folder, name, config, record):
@@ -27,7 +28,7 @@ def _write(folder, name, config, record):
     runs.write_json(Path(folder) / name, {"model_step": config["step"], **record})
 
 
-def fourier_report(params, config, threshold=THRESHOLD, extra_sets=None):
+def fourier_report(params, config, threshold=THRESHOLD, extra_sets=None) -> FourierRecord:
     """The Fourier picture of a model (tabulate.picture_and_tables), its three named key sets and
     key curve (keysets), the fits of named objects at the in-use and functional sets (fits)
     and the running-sum analysis at the in-use set, strongest first. `extra_sets` ({name:

@@ -4,7 +4,8 @@ import math
 
 from tinymod.analysis.keysets import SET_FIELDS
 from tinymod.analysis.tabulate import components
-from tinymod.reports.claims import NO_KEY, freqs_text, pct, pct_or_none
+from tinymod.analysis.records import ClockPizza, FourierRecord
+from tinymod.reports.claims import NO_KEY, Claim, freqs_text, pct, pct_or_none
 from tinymod.reports.claims import tally as claims_tally
 from tinymod.training import runs
 
@@ -14,7 +15,7 @@ def _table(header, rows):
             *[f"| {' | '.join(map(str, r))} |" for r in rows]]
 
 
-def key_set_tables(r):
+def key_set_tables(r: FourierRecord) -> list[str]:
     """Markdown: the three named sets with their rules, shares and Nanda's losses; the counts
     by threshold, level and factor; the key curve."""
     lines = _table(["set", "frequencies", "logit energy", "restricted loss (all)", "excluded loss (train)", "rule"],
@@ -28,18 +29,19 @@ def key_set_tables(r):
                            [["count", *r["functional_counts_by_level"].values()]])
     lines += [""] + _table(["spectral threshold", *r["spectral_count_by_threshold"]],
                            [["count", *r["spectral_count_by_threshold"].values()]])
+    sets = {name: r["key_sets"][name]["frequencies"] for name in SET_FIELDS}     # in SET_FIELDS' order
     lines += ["", f"The key curve ({r['key_curve_rule']}):", ""]
     lines += _table(["n", "k", "logit energy", "restricted", "excluded (train)", "keep-only acc", "keep-only loss",
                      "removal ratio", "sets"],
                     [[c["n"], c["frequency"], pct(c["energy_share"]), f"{c['restricted_loss']:.3g}",
                       f"{c['excluded_loss']:.3g}", pct(c["keep_accuracy"]), f"{c['keep_loss']:.3g}",
                       f"{c['removal_loss_ratio']:.3g}",
-                      " ".join(n for n, field in SET_FIELDS.items() if c["frequency"] in r[field]) or "—"]
+                      " ".join(n for n, members in sets.items() if c["frequency"] in members) or "—"]
                      for c in r["key_curve"]])
     return lines + ["", f"![the key curve]({runs.KEY_CURVE_PNG})"]
 
 
-def fourier_tables(r):
+def fourier_tables(r: FourierRecord) -> list[str]:
     """Markdown: the energy per component at each set, the fits of named objects per set."""
     lines = ["Energy at each set (share of each component's non-constant energy).", ""]
     lines += _table(["component", *[name.replace("_", "-") for name in SET_FIELDS]],
@@ -99,7 +101,7 @@ def running_sum_tables(ps):
     return lines
 
 
-def clock_pizza_tables(cp):
+def clock_pizza_tables(cp: ClockPizza) -> list[str]:
     """Markdown: per named set the label and its measures; per frequency in use the split."""
     fmt = lambda v: "—" if v is None or v != v else f"{v:.3g}"
     lines = [f"The label: {cp['label_rule']}.", "",
@@ -151,7 +153,7 @@ def control_table(trained, control):
     return _table(["measure", "trained", "untrained control"], rows)
 
 
-def in_short(f, svd_report, rows, progress_report=None):
+def in_short(f: FourierRecord, svd_report, rows: list[Claim], progress_report=None) -> dict[str, str]:
     """One conclusion sentence per section of report.md, by section."""
     tally = claims_tally(c.status for c in rows)
     fits, sets, last = f["fits"]["in_use"], f["key_sets"], f["partial_sums"]["steps"][-1]
