@@ -56,16 +56,19 @@ def _sigmoid(xp, z):
         return 1 / (1 + xp.exp(-z))
 
 
-def _step(xp, cell, gi, gh, h_prev, c_prev):
-    """One step from its gate inputs gi, gh (n, G*H): (h, c, saved). h_prev and c_prev are
-    (n, H) or 0 at step 1."""
-    H = gi.shape[1] // len(GATES[cell])
-    if cell == "gru":
-        rz = _sigmoid(xp, gi[:, :2 * H] + gh[..., :2 * H])            # (n, 2H) r | z
-        gh_n = gh[..., 2 * H:]
-        n = xp.tanh(gi[:, 2 * H:] + rz[:, :H] * gh_n)                  # (n, H)
-        z = rz[:, H:]
-        return (1 - z) * n + z * h_prev, None, (rz, n, gh_n)
+def _gru_step(xp, gi, gh, h_prev, c_prev):
+    """One GRU step from its gate inputs gi, gh (n, 3H): (h, None, saved = (r|z, n, gh_n))."""
+    H = gi.shape[1] // 3
+    rz = _sigmoid(xp, gi[:, :2 * H] + gh[..., :2 * H])                # (n, 2H) r | z
+    gh_n = gh[..., 2 * H:]
+    n = xp.tanh(gi[:, 2 * H:] + rz[:, :H] * gh_n)                      # (n, H)
+    z = rz[:, H:]
+    return (1 - z) * n + z * h_prev, None, (rz, n, gh_n)
+
+
+def _lstm_step(xp, gi, gh, h_prev, c_prev):
+    """One LSTM step from its gate inputs gi, gh (n, 4H): (h, c, saved = (i|f|g|o, tanh c))."""
+    H = gi.shape[1] // 4
     pre = gi + gh                                                      # (n, 4H) i | f | g | o
     gates = _sigmoid(xp, pre)
     gates[:, 2 * H:3 * H] = xp.tanh(pre[:, 2 * H:3 * H])              # g is a tanh
@@ -75,19 +78,29 @@ def _step(xp, cell, gi, gh, h_prev, c_prev):
     return o * tc, c, (gates, tc)
 
 
-def _step_back(xp, cell, saved, dh, dc, h_prev, c_prev):
-    """Back through one step: (d gi, d gh (n, G*H), what reaches h_prev directly (GRU: z * dh;
-    None for the LSTM, whose state reaches h_t only through the gates), d c_prev (LSTM))."""
-    if cell == "gru":
-        rz, n, gh_n = saved
-        H = n.shape[1]
-        r, z = rz[:, :H], rz[:, H:]
-        dpre_n = dh * (1 - z) * (1 - n * n)                            # through tanh
-        dpre_rz = xp.concatenate([dpre_n * gh_n * r * (1 - r),         # r multiplies gh_n
-                                  dh * (h_prev - n) * z * (1 - z)], axis=1)
-        dgi = xp.concatenate([dpre_rz, dpre_n], axis=1)
-        dgh = xp.concatenate([dpre_rz, dpre_n * r], axis=1)
-        return dgi, dgh, dh * z, None
+def _step(xp, cell, gi, gh, h_prev, c_prev):
+    """One step of `cell` from its gate inputs gi, gh (n, G*H): (h, c, saved). h_prev and
+    c_prev are (n, H) or 0 at step 1."""
+    return (_gru_step if cell == "gru" else _lstm_step)(xp, gi, gh, h_prev, c_prev)
+
+
+def _gru_step_back(xp, saved, dh, dc, h_prev, c_prev):
+    """Back through one GRU step: (d gi, d gh (n, 3H), z * dh (what reaches h_prev directly),
+    None)."""
+    rz, n, gh_n = saved
+    H = n.shape[1]
+    r, z = rz[:, :H], rz[:, H:]
+    dpre_n = dh * (1 - z) * (1 - n * n)                                # through tanh
+    dpre_rz = xp.concatenate([dpre_n * gh_n * r * (1 - r),             # r multiplies gh_n
+                              dh * (h_prev - n) * z * (1 - z)], axis=1)
+    dgi = xp.concatenate([dpre_rz, dpre_n], axis=1)
+    dgh = xp.concatenate([dpre_rz, dpre_n * r], axis=1)
+    return dgi, dgh, dh * z, None
+
+
+def _lstm_step_back(xp, saved, dh, dc, h_prev, c_prev):
+    """Back through one LSTM step: (d gi, d gh (n, 4H), None (its state reaches h_t only
+    through the gates), d c_prev)."""
     gates, tc = saved
     H = tc.shape[1]
     i, f, g, o = (gates[:, k * H:(k + 1) * H] for k in range(4))
@@ -95,6 +108,12 @@ def _step_back(xp, cell, saved, dh, dc, h_prev, c_prev):
     dpre = xp.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
                            dc * i * (1 - g * g), dh * tc * o * (1 - o)], axis=1)
     return dpre, dpre, None, dc * f
+
+
+def _step_back(xp, cell, saved, dh, dc, h_prev, c_prev):
+    """Back through one step of `cell`: (d gi, d gh (n, G*H), what reaches h_prev directly,
+    d c_prev)."""
+    return (_gru_step_back if cell == "gru" else _lstm_step_back)(xp, saved, dh, dc, h_prev, c_prev)
 
 
 def hidden(params, x, cell, xp):
