@@ -21,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from tinymod.analysis.records import ClaimRecord, FourierRecord
 from tinymod.model.gated import gate_count
 from tinymod.scale.sweep_results import write_results
 from tinymod.training import runs
@@ -171,10 +172,13 @@ def _whole_model(path):
         return None
 
 
-def _analysis(folder):
-    """The numbers of a run's report that the sweep compares across runs."""
+def _analysis(folder) -> dict:
+    """The numbers of a run's report that the sweep compares across runs, read from its
+    records (tinymod.analysis.records)."""
     read = lambda name: json.loads((folder / name).read_text())
-    fourier, svd = read(runs.FOURIER_JSON), read(runs.SVD_JSON)["matrices"]
+    fourier: FourierRecord = read(runs.FOURIER_JSON)
+    claims: list[ClaimRecord] = read(runs.CLAIMS_JSON)["claims"]
+    svd = read(runs.SVD_JSON)["matrices"]
     used, cp = fourier["key_sets"]["in_use"], fourier["clock_pizza"]
     fits = {f"{name}_{measure}": e[measure] for name, e in (fourier["fits"]["in_use"] or {}).items()
             for measure in ("fvu", "relative_l2")}
@@ -192,8 +196,8 @@ def _analysis(folder):
                             "chance": cp["sets"]["in_use"]["chance"],
                             "distance_irrelevance": cp["distance_irrelevance"],
                             "gradient_symmetricity": cp["gradient_symmetricity"]},
-            "claims": [{field: c[field] for field in ("id", "claim", "status", "verdict", "label")}
-                       for c in read(runs.CLAIMS_JSON)["claims"]]}
+            "claims": [{"id": c["id"], "claim": c["claim"], "status": c["status"], "verdict": c["verdict"],
+                        "label": c["label"]} for c in claims]}
 
 
 # --- the engine ---------------------------------------------------------------------------------
