@@ -150,7 +150,7 @@ def test_a_folder_being_trained_is_locked_and_a_dead_lock_taken_over(tmp_path):
         for extra in (["--resume"], ["--overwrite"]):
             result = invoke("--steps", 10, "--out", run, *extra)
             assert result.exit_code == 1, result.output
-            assert f"is being trained by process {proc.pid}" in result.output, result.output
+            assert f"is in use by process {proc.pid}" in result.output and "cannot be trained now" in result.output, result.output
             assert len(result.output.strip().splitlines()) == 1
         # analysis commands may read while it trains
         newest, _ = runs.newest_checkpoint(run)

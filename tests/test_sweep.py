@@ -246,13 +246,14 @@ def test_non_utf8_or_deeply_nested_files_are_one_line(tmp_path, content, message
 
 
 def test_two_sweeps_into_one_folder_exclude_each_other(tmp_path, cluster):
-    from tinymod.training import runs
     out = tmp_path / "out"
     out.mkdir()
-    with runs.RunLock(out, doing="swept"):
+    from tinymod.training.lock import RunLock
+    with RunLock(out, doing="swept"):
         result = CliRunner().invoke(main, ["sweep", str(grid(tmp_path, "[grid]\nseed = [0]\n")), "--out",
                                            str(out), "--scheduler", cluster.scheduler_address])
-    one_line(result, "is being swept by process")
+    one_line(result, "is in use by process")
+    assert "cannot be swept now" in result.output
 
 
 def test_the_time_estimate_weighs_runs_by_their_work(tmp_path):

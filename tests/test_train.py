@@ -1,5 +1,6 @@
 """`tinymod train` end to end through click's CliRunner (and a real process for signals)."""
 import json
+import shlex
 import signal
 import time
 
@@ -214,13 +215,14 @@ def test_corrupt_or_truncated_checkpoint_on_resume(tmp_path):
 
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_identically(tmp_path):
     steps = 20000   # far more than can finish before the signal arrives
-    run = tmp_path / "run"
+    run = tmp_path / "my run"                 # the resume hint quotes a path with a space
     proc = spawn_training(run, steps)
     wait_for_checkpoint(run, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "interrupted at step" in err and "--resume" in err and "Traceback" not in err
+    assert "interrupted at step" in err and "Traceback" not in err
+    assert f"tinymod train --out {shlex.quote(str(run))} --resume" in err, err
     stopped = max(int(p.stem[5:]) for p in (run / "checkpoints").glob("step_*.npz"))
     assert 0 < stopped < steps
     # resume to a nearby end and compare with a run that never stopped

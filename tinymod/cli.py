@@ -3,6 +3,8 @@
 Heavy modules (numpy's maths, numba, matplotlib) are imported inside the commands, so
 `tinymod --help` starts fast.
 """
+import os
+
 import click
 
 from tinymod import __version__
@@ -32,8 +34,8 @@ class IntList(click.ParamType):
     a mistake is click's BadParameter (usage line, exit status 2)."""
     name = "list"
 
-    def __init__(self, least=None):
-        self.least = least
+    def __init__(self, least=None, most=None):
+        self.least, self.most = least, most
 
     def convert(self, value, param, ctx):
         if isinstance(value, list):
@@ -46,6 +48,8 @@ class IntList(click.ParamType):
             self.fail(f"names no integer, got {value!r}", param, ctx)
         if self.least is not None and min(items) < self.least:
             self.fail(f"every value must be at least {self.least}, got {value!r}", param, ctx)
+        if self.most is not None and max(items) > self.most:
+            self.fail(f"every value must be at most {self.most}, got {value!r}", param, ctx)
         return items
 
 
@@ -123,6 +127,7 @@ def train_command(preset_name, config_file, out, resume, overwrite, **flags):
     figures curves.png and weight_norm.png. Ctrl-C saves a checkpoint; --resume
     continues from it and ends bit-identical to an uninterrupted run.
     """
+    import shlex
     from tinymod.training import config, train
     from tinymod.reports.speak import ProgressBar
 
@@ -141,11 +146,11 @@ def train_command(preset_name, config_file, out, resume, overwrite, **flags):
         summary = train.run(chosen, out, resume, overwrite, overrides=tuple(settings),
                             bar=ProgressBar())
     except train.Interrupted as e:
-        click.echo(f"{e}. Resume with: tinymod train --out {out} --resume", err=True)
+        click.echo(f"{e}. Resume with: tinymod train --out {shlex.quote(str(out))} --resume", err=True)
         raise SystemExit(130) from None
     except KeyboardInterrupt:
         click.echo(f"aborted by a second Ctrl-C; every file is whole. Resume from the newest "
-                   f"checkpoint with: tinymod train --out {out} --resume", err=True)
+                   f"checkpoint with: tinymod train --out {shlex.quote(str(out))} --resume", err=True)
         raise SystemExit(130) from None
     _print_summary(summary)
     from tinymod.training import machine
@@ -178,14 +183,8 @@ def _load_model(source, backend_name="numpy"):
 
 
 def _output_folder(out, default):
-    from pathlib import Path
-    from tinymod.errors import TinymodError
-    folder = Path(out) if out else default
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise TinymodError(f"cannot write to {folder}: {e.strerror or e}") from None
-    return folder
+    from tinymod.training import runs
+    return runs.output_folder(out, default)
 
 
 THRESHOLD = click.option(
@@ -341,15 +340,14 @@ def sweep_command(grid, out, workers, scheduler, no_report, axes, max_runs):
 
 
 @main.command("bench")
-@click.option("--threads", type=IntList(least=1), default=None, help="BLAS thread counts to try, comma-separated  "
-                                            "[default: 1 up to the number of cores]")
+@click.option("--threads", type=IntList(least=1, most=os.cpu_count() or 1), default=None,
+              help="BLAS thread counts to try, comma-separated, at most the number of cores  [default: 1 up to it]")
 @click.option("--repeats", type=click.IntRange(min=3), default=30, show_default=True,
               help="timed repetitions per number (the median is reported)")
 def bench_command(threads, repeats):
     """Time one full-batch training step on the paper's setting (p = 113, 30% of pairs,
     D = H = 128): ours (forward, backward, AdamW) beside a plain PyTorch RNN when PyTorch
     is installed, the machine's matmul rate, and where our time goes."""
-    import os
     import tempfile
     from tinymod.scale import bench
 

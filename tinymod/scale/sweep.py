@@ -80,8 +80,9 @@ def run_name(settings, varied):
 
 
 def plan(path, max_runs=MAX_RUNS):
-    """[(name, settings, config)] for every combination, each validated before any runs."""
-    seen, out = set(), []
+    """[(name, settings, config)] for every combination, each validated before any runs. Two
+    combinations that make the same run (a grid that spells out a default) are refused."""
+    seen, same, out = set(), {}, []
     for settings, varied in read_grid(path, max_runs):
         name = run_name(settings, varied)
         try:
@@ -90,7 +91,12 @@ def plan(path, max_runs=MAX_RUNS):
             raise TinymodError(f"combination {name[:80]}: {e}") from None
         if name in seen:
             raise TinymodError(f"two combinations share the name {name}; vary a setting")
+        key = json.dumps(config.to_dict(), sort_keys=True)
+        if key in same:
+            raise TinymodError(f"combinations {same[key]} and {name} are the same run (the grid spells out "
+                               f"a value the other already has); drop one")
         seen.add(name)
+        same[key] = name
         out.append((name, settings, config))
     return out
 
@@ -110,6 +116,8 @@ def _task(name, settings, folder, report):
     from tinymod.reports.pipeline import run_report
     entry = {"name": name, "folder": folder.name, "settings": settings}
     try:
+        if folder.is_symlink():                  # a run is written inside --out, never through a link
+            raise runs.link_refused(folder)
         config = run_config(folder, config_for(settings))
         entry["settings"] = config.to_dict()          # what the run is (or was) trained with
         model = _whole_model(folder / runs.MODEL)
@@ -281,7 +289,8 @@ def _lock_folder(out):
         if out.is_dir():
             runs.refuse_links(out)
         out.mkdir(parents=True, exist_ok=True)
-        return runs.RunLock(out, doing="swept").acquire()
+        from tinymod.training.lock import RunLock
+        return RunLock(out, doing="swept").acquire()
     except OSError as e:
         raise TinymodError(f"cannot write to {out}: {e.strerror or e}") from None
 

@@ -92,6 +92,9 @@ def load(path, expect=None):
             arrays = {key: _member(zf, key) for key in headers}
     except TinymodError:                    # already precise (it is a ValueError too)
         raise
+    except (NotImplementedError, RuntimeError) as e:     # zipfile: another compression, or encrypted
+        raise TinymodError(f"{path} has a member stored in a way tinymod does not read (a compression "
+                           f"other than deflate, or encryption): {_plain(e)}") from None
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
         raise TinymodError(f"{path} is not a readable checkpoint (truncated or corrupt, or not "
                            f"an .npz file): {_plain(e)}") from None
@@ -141,8 +144,13 @@ def _headers(zf, where):
 
 
 def _member(zf, key):
+    """One array, in native byte order and C order whatever valid .npy layout it was saved in
+    (big-endian, Fortran order): the same numbers, in the layout the kernels expect."""
     with zf.open(f"{key}.npy") as f:
-        return np.lib.format.read_array(f, allow_pickle=False)
+        array = np.lib.format.read_array(f, allow_pickle=False)
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    return array if array.flags.c_contiguous else np.ascontiguousarray(array)
 
 
 def _check_headers(headers, config, where):

@@ -14,6 +14,9 @@ from tinymod.errors import TinymodError
 from tinymod.model.gated import gate_count
 from tinymod.model.rnn import ACTIVATIONS, CELLS, DTYPES
 from tinymod.model.limits import EVAL_BATCH, MAX_EXAMPLES, check_memory
+from tinymod.training.runs import read_regular, unique_keys
+
+MAX_INT = 2 ** 31 - 1      # sizes, steps and intervals above this are typos, not settings
 
 
 @dataclass(frozen=True)
@@ -62,13 +65,13 @@ class TrainConfig:
             (self.backend in BACKENDS,
              f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}"),
             (self.lr > 0 and math.isfinite(self.lr), f"lr must be positive, got {self.lr}"),
-            (self.weight_decay >= 0, f"weight-decay must be non-negative, got {self.weight_decay}"),
+            (0 <= self.weight_decay < math.inf, f"weight-decay must be finite and non-negative, got {self.weight_decay}"),
             (self.grokfast_lambda >= 0 and math.isfinite(self.grokfast_lambda),
              f"grokfast-lambda must be non-negative, got {self.grokfast_lambda}"),
             (0 <= self.grokfast_alpha < 1, f"grokfast-alpha must lie in [0, 1), got {self.grokfast_alpha}"),
             (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1,
              f"beta1 and beta2 must lie in [0, 1), got {self.beta1}, {self.beta2}"),
-            (self.eps > 0, f"eps must be positive, got {self.eps}"),
+            (0 < self.eps < math.inf, f"eps must be finite and positive, got {self.eps}"),
             (self.steps >= 1, f"steps must be positive, got {self.steps}"),
             (self.batch_size is None or self.batch_size >= 1,
              f"batch-size must be positive, got {self.batch_size}"),
@@ -90,6 +93,13 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise TinymodError(message)
+        for name in ("p", "seq_len", "d_embed", "d_hidden", "steps", "batch_size", "eval_every",
+                     "checkpoint_every", "snapshot_every", "threads", "seed"):
+            value = getattr(self, name)
+            limit = 2 ** 63 - 1 if name == "seed" else MAX_INT
+            if value is not None and value > limit:
+                raise TinymodError(f"{name.replace('_', '-')} must be at most {limit:,}, got a number with "
+                                   f"{len(str(value))} digits")
         n = self.p ** self.seq_len
         n_train = round(self.frac * n)
         if not 0 < n_train < n:
@@ -158,8 +168,8 @@ def read_table(path, what="config file"):
     """The top-level table of a JSON or TOML file (by suffix), keys as option names (- or _)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
+        text = read_regular(path, what).decode("utf-8")
+    except FileNotFoundError as e:
         raise TinymodError(f"cannot read {what} {path}: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
         raise TinymodError(f"{what} {path} is not UTF-8 text: byte {e.start} cannot be read") from None
@@ -171,7 +181,7 @@ def read_table(path, what="config file"):
                 import tomli as tomllib
             raw = tomllib.loads(text)
         else:
-            raw = json.loads(text)
+            raw = json.loads(text, object_pairs_hook=unique_keys)     # a key twice is refused
     except ValueError as e:   # json.JSONDecodeError and tomllib.TOMLDecodeError
         raise TinymodError(f"{what} {path} is not valid "
                            f"{'TOML' if path.suffix.lower() == '.toml' else 'JSON'}: {e}") from None

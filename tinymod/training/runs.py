@@ -8,7 +8,7 @@ A run folder (`runs/<name>/`):
     checkpoints/step_NNNNNNN.npz   resumable checkpoints       (newest_checkpoint)
     snapshots/step_NNNNNNN.npz     parameters only             (list_snapshots)
     model.npz            the final model
-    .lock                held by the training process          (RunLock)
+    .lock                held by the training process          (tinymod.training.lock)
     analysis outputs     ANALYSIS_OUTPUTS, beside the model
 """
 import errno
@@ -17,6 +17,7 @@ import math
 import os
 import re
 import shutil
+import stat
 import uuid
 import warnings
 from pathlib import Path
@@ -75,6 +76,49 @@ def analysis_folder(model_path):
     return path.parent if path.name == MODEL else path.parent / path.stem
 
 
+# --- reading ---------------------------------------------------------------------------------
+
+MAX_TEXT = 256 * 2**20     # a metrics, config or grid file larger than this is not one of ours
+KINDS = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
+         stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+
+
+def read_regular(path, what="file", limit=MAX_TEXT):
+    """The bytes of `path`, which must be a regular file of at most `limit` bytes: a folder, a
+    FIFO or a device (directly or behind a link) is refused in one line without blocking or
+    reading it. FileNotFoundError passes through."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise TinymodError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise TinymodError(f"{what} {path} is {KINDS.get(stat.S_IFMT(mode), 'not a regular file')}, "
+                               f"not a regular file; tinymod reads only regular files")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise TinymodError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise TinymodError(f"{what} {path} is larger than {limit // 2**20} MiB: not a file tinymod wrote")
+    return data
+
+
+def unique_keys(pairs):
+    """json.loads' object_pairs_hook: a key given twice is refused, not silently overwritten."""
+    table = {}
+    for key, value in pairs:
+        if key in table:
+            raise ValueError(f"key {key!r} is given twice")
+        table[key] = value
+    return table
+
+
 # --- the folder ------------------------------------------------------------------------------
 
 def refuse_links(out):
@@ -105,11 +149,17 @@ def check_folder(out):
     skeleton (a stale lock, empty subfolders: a start-up that was killed) is reusable.
     Changes nothing."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise TinymodError(f"{out} is a file, not a run folder")
-    if not out.is_dir():
+    try:
+        out.lstat()
+    except FileNotFoundError:
         return False
+    except OSError as e:                     # a name too long, a component that is a file, ...
+        raise TinymodError(f"cannot write to {out}: {e.strerror or e}") from None
+    if not out.is_dir():
+        raise TinymodError(f"{out} is a file, not a run folder")
     refuse_links(out)
+    if os.path.lexists(out / CONFIG) and not (out / CONFIG).is_file():
+        read_regular(out / CONFIG, "run config")          # says what it is instead
     has_run = (out / CONFIG).is_file()
     foreign = [p.name for p in out.iterdir() if not _own_skeleton(p)]
     if foreign and not has_run:
@@ -122,6 +172,7 @@ def open_folder(out):
     lock = None
     try:
         out.mkdir(parents=True, exist_ok=True)
+        from tinymod.training.lock import RunLock
         lock = RunLock(out).acquire()
         (out / CHECKPOINTS).mkdir(exist_ok=True)
         (out / SNAPSHOTS).mkdir(exist_ok=True)
@@ -130,6 +181,19 @@ def open_folder(out):
             lock.release()                  # a failed start never keeps the folder locked
         raise TinymodError(f"cannot write to {out}: {e.strerror or e}") from None
     return lock
+
+
+def output_folder(out, default):
+    """`out`, or the folder tinymod chose (`default`: beside the model, a checkpoint's
+    analysis folder), made; a chosen folder that is a link is refused, never written through."""
+    folder = Path(out) if out else Path(default)
+    if not out and folder.is_symlink():
+        raise link_refused(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TinymodError(f"cannot write to {folder}: {e.strerror or e}") from None
+    return folder
 
 
 def clear(out, names=(), subfolders=()):
@@ -242,16 +306,17 @@ def read_metrics(path, warn=True):
     after it is kept."""
     rows, bad = [], []
     try:
-        lines = Path(path).read_bytes().decode(errors="replace").splitlines()
+        lines = read_regular(path, "metrics file").decode(errors="replace").splitlines()
     except FileNotFoundError:
         return rows
     for number, line in enumerate(lines, 1):
         try:
             row = json.loads(line)
             if not isinstance(row, dict) or not isinstance(row.get("step"), int) or \
-                    not all(isinstance(row.get(k), (int, float)) for k in METRIC_FIELDS):
+                    not all(row.get(k) is None or isinstance(row.get(k), (int, float)) for k in METRIC_FIELDS) \
+                    or not all(k in row for k in METRIC_FIELDS):
                 raise ValueError
-            rows.append(row)
+            rows.append({k: (math.nan if v is None else v) for k, v in row.items()})   # null: not finite
         except (ValueError, RecursionError):
             if line.strip():
                 bad.append(number)
@@ -268,15 +333,27 @@ class MetricsLog:
 
     def __init__(self, path, kept_rows):
         self.path = Path(path)
-        write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept_rows))
+        write_text(self.path, "".join(self.line(r) for r in kept_rows))
         self.file = os.fdopen(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW), "a")
 
+    @staticmethod
+    def line(row):
+        """One strict JSON line: a non-finite value (a diverged loss) is null."""
+        return json.dumps(_strict(row), allow_nan=False) + "\n"
+
     def append(self, row):
-        self.file.write(json.dumps(row) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(self.line(row))
+            self.file.flush()
+        except OSError as e:
+            raise TinymodError(write_error(self.path, e).replace(
+                "the previous file is kept", "the rows before this one are kept")) from None
 
     def close(self):
-        self.file.close()
+        try:
+            self.file.close()
+        except OSError:          # the write that failed has said so already
+            pass
 
 
 # --- checkpoints and snapshots -----------------------------------------------------------------
@@ -304,53 +381,3 @@ def newest_checkpoint(folder, loader=None):
 def list_snapshots(folder):
     """[(step, path)] of a run's snapshots, by the step parsed from each name."""
     return stepped(Path(folder, SNAPSHOTS))
-
-
-# --- the lock -------------------------------------------------------------------------------
-
-class RunLock:
-    """An exclusive lock on a run folder for one training process (flock on `.lock`).
-
-    The kernel releases a flock when its process dies, so the lock of a dead process is
-    simply taken over. The file holds the owner's pid and command line, for the message a
-    second training gets. Analysis commands read without it."""
-
-    def __init__(self, folder, doing="trained"):
-        self.path = Path(folder) / LOCK
-        self.fd, self.doing = None, doing
-
-    def acquire(self):
-        import fcntl
-        import sys
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
-        except OSError as e:
-            if e.errno == errno.ELOOP:
-                raise link_refused(self.path) from None
-            raise
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            owner = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise TinymodError(f"{self.path.parent} is being {self.doing} by {owner}; "
-                               f"wait for it to finish or stop it first") from None
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"process {os.getpid()} ({' '.join(sys.argv)[:200]})\n".encode(), 0)
-        except OSError:
-            os.close(fd)                    # closing drops the flock
-            raise
-        self.fd = fd
-        return self
-
-    def release(self):
-        if self.fd is not None:
-            os.close(self.fd)       # closing drops the flock
-            self.fd = None
-
-    def __enter__(self):
-        return self.acquire()
-
-    def __exit__(self, *exc):
-        self.release()

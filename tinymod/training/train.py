@@ -22,6 +22,7 @@ from tinymod.model import backend, blocks, data, optim, rnn
 from tinymod.reports import plots
 from tinymod.training import checkpoint, runs
 from tinymod.model.backend import namespace
+from tinymod.model.kernels import numba_enabled
 from tinymod.model.limits import EVAL_BATCH, GROK_ACC
 from tinymod.training.config import FIELDS, TrainConfig, coerce
 from tinymod.errors import TinymodError
@@ -42,7 +43,7 @@ class Interrupted(Exception):
 def read_run_config(out):
     """The TrainConfig a run folder's config.json holds; TinymodError if it is unreadable."""
     try:
-        saved = json.loads((out / runs.CONFIG).read_text())
+        saved = json.loads(runs.read_regular(out / runs.CONFIG, "run config"), object_pairs_hook=runs.unique_keys)
         if not isinstance(saved, dict):
             raise ValueError("not a JSON object")
     except (OSError, ValueError) as e:
@@ -143,7 +144,8 @@ def _set_up(config, out, resume, overwrite):
         runs.clear(out, runs.ANALYSIS_OUTPUTS)
     runs.remove_stale_temporaries(out)
     with blocks.threads_set(config.threads):
-        machine = {"threads_used": blocks.threads(), "blas": blocks.blas_info()}
+        machine = {"threads_used": blocks.threads(), "blas": blocks.blas_info(),
+                   "numba": numba_enabled()}      # the compiled and the plain kernels differ in the last bits
     runs.write_json(out / runs.CONFIG, {**config.to_dict(), "version": __version__,
                                         "numpy": np.__version__, **machine})
     return ds, host, state

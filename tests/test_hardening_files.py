@@ -1,0 +1,243 @@
+"""Hardening, fourth round: files that are not what they claim, links and locks that are not
+ours, numbers that are not settings. Each case was reproduced on the main before it; each
+now gets one line and changes nothing outside the run folder."""
+import errno
+import json
+import math
+import os
+import struct
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import digest, invoke
+from test_hardening import one_line_error
+from tinymod.cli import main
+from tinymod.errors import TinymodError
+from tinymod.training import checkpoint, runs
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny finished run (checkpoints at 10 and 20), copied fresh by `run` for each test."""
+    run = tmp_path_factory.mktemp("trained") / "run"
+    assert invoke("--steps", 20, "--out", run).exit_code == 0
+    return run
+
+
+@pytest.fixture
+def run(trained, tmp_path):
+    import shutil
+    copy = tmp_path / "run"
+    shutil.copytree(trained, copy, symlinks=True)
+    return copy
+
+
+def special(kind, path):
+    """Make `path` a FIFO, a folder or a link to /dev/zero."""
+    path.unlink(missing_ok=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    else:
+        path.symlink_to("/dev/zero")
+
+
+# --- the lock -------------------------------------------------------------------------------------
+
+def test_a_hard_linked_lock_is_refused_and_the_other_file_is_untouched(tmp_path):
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep me")
+    run = tmp_path / "run"
+    run.mkdir()
+    os.link(outside, run / runs.LOCK)
+    one_line_error(invoke("--steps", 5, "--out", run), "hard link", "not tinymod's own lock")
+    assert outside.read_text() == "keep me"
+    from tinymod.training.lock import RunLock
+    with pytest.raises(TinymodError, match="hard link"):
+        RunLock(run, doing="swept").acquire()
+    assert outside.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_a_lock_that_is_not_a_regular_file_is_refused(tmp_path, kind):
+    run = tmp_path / "run"
+    run.mkdir()
+    special(kind, run / runs.LOCK)
+    one_line_error(invoke("--steps", 5, "--out", run), "not tinymod's own lock")
+
+
+# --- links the folder checks missed ---------------------------------------------------------------
+
+def test_a_linked_checkpoint_analysis_folder_is_refused(run, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (run / runs.CHECKPOINTS / "step_0000010").symlink_to(other)
+    for command in ("fourier", "svd", "ablate"):
+        one_line_error(CliRunner().invoke(main, [command, str(run / runs.CHECKPOINTS / "step_0000010.npz")]),
+                       "symbolic link")
+    assert not list(other.iterdir())
+
+
+# --- files that are not regular files -------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "device"])
+def test_a_metrics_file_that_is_not_a_regular_file_is_one_line(run, kind):
+    special(kind, run / runs.METRICS)
+    for args in (["report", str(run)], ["train", "--steps", "30", "--out", str(run), "--resume"]):
+        one_line_error(CliRunner().invoke(main, args), "metrics file", "not a regular file")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "device"])
+def test_a_config_or_grid_that_is_not_a_regular_file_is_one_line(run, tmp_path, kind):
+    special(kind, run / runs.CONFIG)
+    one_line_error(invoke("--steps", 30, "--out", run, "--resume"), "not a regular file")
+    settings = tmp_path / "settings.json"
+    special(kind, settings)
+    result = invoke("--steps", 5, "--config", settings, "--out", tmp_path / "new")
+    if kind == "folder":                   # click's own path check says so first
+        assert result.exit_code == 2 and "is a directory" in result.output
+    else:
+        one_line_error(result, "not a regular file")
+    assert not (tmp_path / "new").exists()
+    from tinymod.scale import sweep
+    with pytest.raises(TinymodError, match="grid file .* not a regular file"):
+        sweep.read_grid(settings)
+
+
+# --- checkpoints: layouts and zip members ---------------------------------------------------------
+
+def _rewrite(path, change):
+    """Rewrite a checkpoint's members through `change(name, array) -> array` (numpy.savez)."""
+    with np.load(path, allow_pickle=False) as z:
+        members = {name: change(name, z[name]) for name in z.files}
+    with open(path, "wb") as f:
+        np.savez(f, **members)
+
+
+def test_big_endian_and_fortran_ordered_checkpoints_resume_like_the_native_one(run, tmp_path):
+    native = tmp_path / "native"
+    import shutil
+    shutil.copytree(run, native)
+    for folder in (run, native):
+        (folder / runs.MODEL).unlink()
+        for name in ("step_0000020.npz",):
+            (folder / runs.CHECKPOINTS / name).unlink()
+    _rewrite(run / runs.CHECKPOINTS / "step_0000010.npz",
+             lambda name, a: a if a.ndim == 0 else (a.astype(a.dtype.newbyteorder(">")) if a.ndim == 1
+                                                    else np.asfortranarray(a)))
+    for folder in (run, native):
+        result = invoke("--steps", 20, "--out", folder, "--resume")
+        assert result.exit_code == 0, result.output
+    a, b = checkpoint.load(run / runs.MODEL)[0], checkpoint.load(native / runs.MODEL)[0]
+    assert all(np.array_equal(a[n], b[n]) for n in a)
+
+
+def _patch_members(path, method=None, encrypted=False):
+    """Mark every member of a zip as stored with compression `method` or as encrypted, in
+    the local headers and the central directory alike."""
+    data = bytearray(path.read_bytes())
+    for signature, flags_at, method_at in ((b"PK\x03\x04", 6, 8), (b"PK\x01\x02", 8, 10)):
+        start = data.find(signature)
+        while start >= 0:
+            if method is not None:
+                data[start + method_at:start + method_at + 2] = struct.pack("<H", method)
+            if encrypted:
+                data[start + flags_at] |= 1
+            start = data.find(signature, start + 4)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", [{"method": 98}, {"encrypted": True}])
+def test_a_member_in_an_unreadable_compression_is_one_line(run, how):
+    _patch_members(run / runs.MODEL, **how)
+    for command in ("fourier", "report"):
+        one_line_error(CliRunner().invoke(main, [command, str(run)]), "does not read")
+
+
+# --- configs and grids ----------------------------------------------------------------------------
+
+def test_a_json_config_with_a_key_twice_is_refused(tmp_path):
+    settings = tmp_path / "settings.json"
+    settings.write_text('{"lr": 0.01, "lr": 0.02}')
+    one_line_error(invoke("--steps", 5, "--config", settings, "--out", tmp_path / "r"), "'lr' is given twice")
+    grid = tmp_path / "grid.json"
+    grid.write_text('{"grid": {"seed": [0]}, "grid": {"seed": [1]}}')
+    from tinymod.scale import sweep
+    with pytest.raises(TinymodError, match="'grid' is given twice"):
+        sweep.read_grid(grid)
+
+
+def test_a_grid_that_names_one_run_twice_is_refused(tmp_path):
+    from tinymod.scale import sweep
+    grid = tmp_path / "grid.toml"
+    grid.write_text('[[grid]]\nseed = [0]\n\n[[grid]]\nseed = [0]\nlr = [0.003]\n')    # 0.003: default's lr
+    with pytest.raises(TinymodError, match="seed-0 and seed-0_lr-0.003 are the same run"):
+        sweep.plan(grid)
+
+
+@pytest.mark.parametrize("flag, value, phrase", [
+    ("--d-embed", "1" + "0" * 330, "d-embed must be at most"),
+    ("--d-hidden", "1" + "0" * 330, "d-hidden must be at most"),
+    ("--steps", "1" + "0" * 330, "steps must be at most"),
+    ("--eps", "inf", "eps must be finite"),
+    ("--weight-decay", "inf", "weight-decay must be finite"),
+    ("--lr", "nan", "lr must be positive"),
+])
+def test_numbers_that_are_not_settings_are_refused_before_any_folder(tmp_path, flag, value, phrase):
+    one_line_error(invoke("--steps", 5, flag, value, "--out", tmp_path / "r"), phrase)
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_out_name_the_file_system_refuses_is_one_line(tmp_path):
+    one_line_error(invoke("--steps", 5, "--out", tmp_path / ("x" * 300)), "cannot write to", "File name too long")
+
+
+def test_bench_refuses_more_threads_than_cores():
+    result = CliRunner().invoke(main, ["bench", "--threads", "100000"])
+    assert result.exit_code == 2 and "at most" in result.output
+
+
+# --- metrics --------------------------------------------------------------------------------------
+
+def test_a_non_finite_metric_is_null_in_the_file_and_nan_when_read(tmp_path):
+    path = tmp_path / runs.METRICS
+    log = runs.MetricsLog(path, [])
+    row = {"step": 1, "train_loss": math.nan, "train_acc": 0.5, "test_loss": math.inf, "test_acc": 0.5,
+           "weight_norm": 1.0, "seconds": 0.1}
+    log.append(row)
+    log.close()
+    assert json.loads(path.read_text())["train_loss"] is None           # strict JSON
+    back = runs.read_metrics(path)[0]
+    assert math.isnan(back["train_loss"]) and math.isnan(back["test_loss"]) and back["train_acc"] == 0.5
+
+
+def test_a_full_disk_while_appending_metrics_is_one_line(tmp_path):
+    log = runs.MetricsLog(tmp_path / runs.METRICS, [])
+
+    class Full:
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    log.file = Full()
+    with pytest.raises(TinymodError, match="no space left on the device .* the rows before this one are kept"):
+        log.append({"step": 1})
+    log.close()
+
+
+def test_config_json_records_whether_numba_ran(run):
+    from tinymod.model.kernels import numba_enabled
+    assert json.loads((run / runs.CONFIG).read_text())["numba"] is numba_enabled()
+
+
+def test_nothing_outside_the_folder_changes_in_any_case(run, tmp_path):
+    """The refusals above leave the run itself whole too: a refused resume with a FIFO for
+    metrics changes no file of the run."""
+    special("fifo", run / runs.METRICS)
+    before = digest(run)
+    one_line_error(invoke("--steps", 30, "--out", run, "--resume"), "not a regular file")
+    assert digest(run) == before
