@@ -295,3 +295,15 @@ def test_a_claim_status_is_one_of_three():
     from tinymod.reports.claims import Claim
     with pytest.raises(ValueError, match="status 'partly: 2 of 6'"):
         Claim("low_rank", "c", "p", "o", "partly: 2 of 6", "partly: 2 of 6", "crit", "why")
+
+
+def test_a_run_folder_that_is_a_link_is_refused_and_nothing_is_written_through_it(tmp_path, cluster):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "seed-0").symlink_to(elsewhere)
+    entries = sweep.run(grid(tmp_path, "steps = 5\n[grid]\nseed = [0]\n"), out, scheduler=cluster.scheduler_address,
+                        report=False, echo=lambda line: None)
+    assert entries[0]["status"] == "failed" and "symbolic link" in entries[0]["error"]
+    assert not list(elsewhere.iterdir())
