@@ -241,3 +241,21 @@ def test_nothing_outside_the_folder_changes_in_any_case(run, tmp_path):
     before = digest(run)
     one_line_error(invoke("--steps", 30, "--out", run, "--resume"), "not a regular file")
     assert digest(run) == before
+
+
+# --- a resume that trains nothing; a report's dead temporaries ------------------------------------
+
+def test_a_resume_that_would_train_nothing_changes_nothing(run):
+    assert CliRunner().invoke(main, ["report", str(run)]).exit_code == 0
+    before = {k: v for k, v in digest(run).items() if k != runs.LOCK}
+    for steps in (10, 20):
+        one_line_error(invoke("--steps", steps, "--out", run, "--resume"), "nothing to train", "nothing was changed")
+    assert {k: v for k, v in digest(run).items() if k != runs.LOCK} == before
+    assert (run / runs.REPORT_MD).is_file() and json.loads((run / runs.CONFIG).read_text())["steps"] == 20
+
+
+def test_report_removes_the_temporaries_a_killed_report_left(run):
+    dead = run / ".fourier.json.999999999-deadbeef.tmp"            # no such process
+    dead.write_text("torn")
+    assert CliRunner().invoke(main, ["report", str(run)]).exit_code == 0
+    assert not dead.exists()

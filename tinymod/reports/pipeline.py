@@ -122,6 +122,7 @@ def run_report(params, config, folder, summary=None, threshold=THRESHOLD, snapsh
     report.md rendered from them (`summary`: the training summary, if any; `voice`, a
     tinymod.reports.speak.Voice, says each stage as it starts). Returns (the report's path,
     {"fourier", "svd", "ablation", "control", "progress", "claims"})."""
+    runs.remove_stale_temporaries(folder)        # what a killed report left, as train does
     analyses = _analyses(params, config, folder, threshold, snapshots, voice)
     figures = [name for name in runs.TRAINING_FIGURES + runs.ANALYSIS_FIGURES if (Path(folder) / name).exists()]
     text = report.markdown(folder, analyses, summary, figures, config, machine.blas_kernels(folder))

@@ -307,11 +307,26 @@ def run(config, out, resume=False, overwrite=False, overrides=(), bar=None):
     config, out = prepare_run(config, out, resume, overwrite, overrides)
     lock = runs.open_folder(out)
     try:
+        if resume:
+            _refuse_an_empty_resume(config, out)
         ds, host, state = _set_up(config, out, resume, overwrite)
         state, stopped = _loop(config, out, ds, host, state, bar)
         return _finish(config, out, state, stopped)
     finally:
         lock.release()
+
+
+def _refuse_an_empty_resume(config, out):
+    """A resume whose whole model is already at or past --steps would train nothing: it must
+    change nothing either (no analysis removed, no setting rewritten). A missing or damaged
+    model.npz is rebuilt from the newest checkpoint as usual."""
+    try:
+        done = checkpoint.load(out / runs.MODEL, expect=checkpoint.identity(config.to_dict()))[1]["step"]
+    except TinymodError:
+        return
+    if done >= config.steps:
+        raise TinymodError(f"nothing to train: {out / runs.MODEL} is at step {done} and --steps is "
+                           f"{config.steps}; nothing was changed (pass a larger --steps to train on)")
 
 
 def _diverged(step, out):
