@@ -259,3 +259,62 @@ def test_report_removes_the_temporaries_a_killed_report_left(run):
     dead.write_text("torn")
     assert CliRunner().invoke(main, ["report", str(run)]).exit_code == 0
     assert not dead.exists()
+
+
+# --- identity is the whole state ------------------------------------------------------------------
+
+def _checkpoint_members(path, change):
+    with np.load(path, allow_pickle=False) as z:
+        members = change({name: z[name] for name in z.files})
+    with open(path, "wb") as f:
+        np.savez(f, **members)
+
+
+def _drop_model(run):
+    (run / runs.MODEL).unlink()
+    (run / runs.CHECKPOINTS / "step_0000020.npz").unlink()
+
+
+def test_a_grokfast_checkpoint_without_its_filter_and_a_plain_one_with_a_filter_are_refused(tmp_path):
+    filtered, plain = tmp_path / "filtered", tmp_path / "plain"
+    assert invoke("--steps", 20, "--grokfast-lambda", 2, "--out", filtered).exit_code == 0
+    assert invoke("--steps", 20, "--out", plain).exit_code == 0
+    _drop_model(filtered)
+    _drop_model(plain)
+    _checkpoint_members(filtered / runs.CHECKPOINTS / "step_0000010.npz",
+                        lambda m: {k: v for k, v in m.items() if not k.startswith("opt_gf_")})
+    _checkpoint_members(plain / runs.CHECKPOINTS / "step_0000010.npz",
+                        lambda m: {**m, **{f"opt_gf_{k}": v for k, v in m.items() if k in ("E", "W_ih", "W_hh",
+                                                                                          "b_h", "W_out", "b_out")}})
+    one_line_error(invoke("--steps", 30, "--out", filtered, "--resume"), "lacks the Grokfast filter's state")
+    one_line_error(invoke("--steps", 30, "--out", plain, "--resume"), "holds the Grokfast filter's state")
+
+
+def test_a_checkpoint_of_another_batch_size_is_refused(tmp_path):
+    full, mini = tmp_path / "full", tmp_path / "mini"
+    assert invoke("--steps", 20, "--out", full).exit_code == 0
+    assert invoke("--steps", 20, "--batch-size", 8, "--out", mini).exit_code == 0
+    _drop_model(full)
+    (full / runs.CHECKPOINTS / "step_0000010.npz").write_bytes((mini / runs.CHECKPOINTS / "step_0000010.npz").read_bytes())
+    one_line_error(invoke("--steps", 30, "--out", full, "--resume"), "batch_size = 8", "batch_size = None")
+
+
+def test_a_resume_without_metrics_labels_its_first_row_and_snapshot_with_their_own_step(run):
+    _drop_model(run)
+    (run / runs.METRICS).unlink()
+    zero = (run / runs.SNAPSHOTS / "step_0000000.npz").read_bytes()
+    assert invoke("--steps", 20, "--out", run, "--resume").exit_code == 0
+    rows = runs.read_metrics(run / runs.METRICS)
+    assert rows[0]["step"] == 10 and [r["step"] for r in rows] == [10, 15, 20]
+    assert (run / runs.SNAPSHOTS / "step_0000000.npz").read_bytes() == zero     # never relabelled
+
+
+def test_a_foreign_model_is_refused_before_any_analysis_is_written(run, tmp_path):
+    other = tmp_path / "other"
+    assert invoke("--steps", 20, "--seed", 1, "--out", other).exit_code == 0
+    (run / runs.MODEL).write_bytes((other / runs.MODEL).read_bytes())
+    for name in runs.ANALYSIS_OUTPUTS:
+        (run / name).unlink(missing_ok=True)
+    for command in ("fourier", "report"):
+        one_line_error(CliRunner().invoke(main, [command, str(run)]), "seed = 1", "the run has seed = 0")
+    assert not any((run / name).exists() for name in runs.ANALYSIS_OUTPUTS)

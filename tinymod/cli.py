@@ -177,7 +177,7 @@ def _load_model(source, backend_name="numpy"):
     from tinymod.training import checkpoint, runs
     xp = backend.get(backend_name)
     path = checkpoint.resolve_model_path(source)
-    params, config, _ = checkpoint.load(path)
+    params, config, _ = checkpoint.load(path, expect=checkpoint.run_identity(path))
     limits.check_analysis(config["p"], config["seq_len"], config["d_hidden"])
     return {k: backend.asarray(xp, v) for k, v in params.items()}, config, runs.analysis_folder(path)
 

@@ -175,7 +175,7 @@ def _whole_model(path):
     its newest checkpoint."""
     from tinymod.training import checkpoint
     try:
-        return checkpoint.load(path) if path.is_file() else None
+        return checkpoint.load(path, expect=checkpoint.run_identity(path)) if path.is_file() else None
     except TinymodError:
         return None
 

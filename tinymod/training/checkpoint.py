@@ -51,12 +51,29 @@ MAX_MODEL_BYTES = 4 << 30           # parameters a checkpoint may declare (4 GiB
 
 # every setting that shapes a model or its training: what makes a checkpoint part of a run
 IDENTITY = ("p", "seq_len", "d_embed", "d_hidden", "cell", "activation", "dtype", "frac", "seed",
-            "lr", "weight_decay", "beta1", "beta2", "eps", "grokfast_lambda", "grokfast_alpha")
+            "lr", "weight_decay", "beta1", "beta2", "eps", "grokfast_lambda", "grokfast_alpha",
+            "batch_size")       # the batch size decides the minibatches (default_rng([seed, step]))
 
 
 def identity(config):
     """The IDENTITY settings of a config (a dict), those it has."""
     return {name: config[name] for name in IDENTITY if name in config}
+
+
+def run_identity(model_path):
+    """The identity of the run a model file lives in (its config.json, beside model.npz or
+    two folders up from checkpoints/step_N.npz), so that a foreign file is refused before any
+    analysis of it is written; {} for a file in no run (a constructed model) or beside an
+    unreadable config."""
+    path = Path(model_path)
+    for folder in (path.parent, path.parent.parent):
+        if (folder / runs.CONFIG).is_file():
+            try:
+                saved = json.loads(runs.read_regular(folder / runs.CONFIG, "run config"))
+            except (ValueError, TinymodError):
+                return {}
+            return identity(saved) if isinstance(saved, dict) else {}
+    return {}
 
 
 def load(path, expect=None):

@@ -122,6 +122,11 @@ def _restore(out, config, xp, like):
         raise TinymodError(f"{latest} holds {saved_params['E'].dtype.name} parameters, but the run is {config.dtype}")
     if opt_state is None:
         raise TinymodError(f"{latest} has no optimiser state, so training cannot continue exactly from it")
+    filtered = any(k.startswith("gf_") for k in opt_state)
+    if filtered != (config.grokfast_lambda > 0):        # the filter's average is part of the state
+        raise TinymodError(f"{latest} {'holds' if filtered else 'lacks'} the Grokfast filter's state (opt_gf_*), "
+                           f"but the run {'has no filter' if filtered else f'filters with lambda {config.grokfast_lambda:g}'}"
+                           f"; it cannot be resumed exactly")
     if int(opt_state["t"]) != saved["step"]:
         raise TinymodError(f"{latest}: the optimiser has taken {int(opt_state['t'])} steps, "
                            f"but the checkpoint is at step {saved['step']}")
@@ -238,11 +243,11 @@ def _loop(config, out, ds, host, state, bar):
     try:
         # overflow warnings are silenced: divergence is checked and reported below
         with limits, np.errstate(over="ignore", invalid="ignore"):
-            if not rows:
-                rows.append(_evaluate(params, ds, config, 0, 0.0))
+            if not rows:            # a fresh run at step 0, or a resume whose metrics were lost:
+                rows.append(_evaluate(params, ds, config, step, seconds))   # labelled with its own step
                 metrics.append(rows[-1])
-                if snapshots:
-                    _snapshot(out, 0, params, config)
+                if step in snapshots:
+                    _snapshot(out, step, params, config)
             t0 = time.perf_counter() - seconds
             if bar:
                 bar.start(step, config.steps, rows[-1])
