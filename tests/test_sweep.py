@@ -307,3 +307,20 @@ def test_a_run_folder_that_is_a_link_is_refused_and_nothing_is_written_through_i
                         report=False, echo=lambda line: None)
     assert entries[0]["status"] == "failed" and "symbolic link" in entries[0]["error"]
     assert not list(elsewhere.iterdir())
+
+
+def test_a_scheduler_without_a_worker_is_one_line_after_the_connect_timeout(tmp_path):
+    from dask.distributed import LocalCluster
+    with LocalCluster(n_workers=0, dashboard_address=None) as empty:
+        result = CliRunner().invoke(main, ["sweep", str(grid(tmp_path, "[grid]\nseed = [0]\n")), "--out",
+                                           str(tmp_path / "out"), "--scheduler", empty.scheduler_address,
+                                           "--connect-timeout", "1"])
+    one_line(result, "no worker joined the scheduler")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_relative_out_is_made_absolute_before_any_task_leaves(tmp_path, cluster, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    entries = sweep.run(grid(tmp_path, "steps = 5\n[grid]\nseed = [0]\n"), "rel", scheduler=cluster.scheduler_address,
+                        report=False, echo=lambda line: None)
+    assert entries[0]["status"] == "ok" and (tmp_path / "rel" / "seed-0" / "model.npz").is_file()

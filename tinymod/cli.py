@@ -317,7 +317,9 @@ def progress_command(source, out):
 @click.option("--axes", default=None, help="two settings for the phase diagram, e.g. frac,weight_decay")
 @click.option("--max-runs", type=click.IntRange(min=1), default=5000, show_default=True,
               help="refuse a grid with more combinations than this")
-def sweep_command(grid, out, workers, scheduler, no_report, axes, max_runs):
+@click.option("--connect-timeout", type=click.FloatRange(0, min_open=True), default=30, show_default=True,
+              help="seconds for --scheduler's first worker to be there")
+def sweep_command(grid, out, workers, scheduler, no_report, axes, max_runs, connect_timeout):
     """Run every combination of a grid of settings on dask.distributed (a local cluster, one
     worker per core, or --scheduler), each as an ordinary run folder under --out, followed
     by its report. Writes sweep.json, sweep.csv and sweep_report.md (the paper's claims over
@@ -330,8 +332,8 @@ def sweep_command(grid, out, workers, scheduler, no_report, axes, max_runs):
     axes_list = [a.strip().replace("-", "_") for a in axes.split(",")] if axes else None
     if axes_list is not None and len(axes_list) != 2:
         raise click.UsageError("--axes takes two settings, e.g. frac,weight_decay")
-    entries = sweeping.run(grid, out, workers, scheduler, not no_report, axes_list,
-                           echo=lambda line: click.echo(line, err=True), max_runs=max_runs)
+    entries = sweeping.run(grid, out, workers, scheduler, not no_report, axes_list, max_runs=max_runs,
+                           echo=lambda line: click.echo(line, err=True), connect_timeout=connect_timeout)
     click.echo((Path(out) / runs.SWEEP_REPORT_MD).read_text())
     failed = sum(e["status"] != "ok" for e in entries)
     click.echo(f"wrote {Path(out) / runs.SWEEP_JSON}, {runs.SWEEP_CSV} and {runs.SWEEP_REPORT_MD}")

@@ -31,6 +31,7 @@ from tinymod.errors import TinymodError
 KEYS = set(FIELDS) | {"preset"}
 MAX_RUNS = 5000          # combinations a grid may hold unless --max-runs says otherwise
 CONNECT_SECONDS = 10     # to reach a scheduler, handshake included
+WORKER_SECONDS = 30      # for an external scheduler's first worker to be there
 
 
 # --- the grid --------------------------------------------------------------------------------
@@ -242,26 +243,33 @@ def _connect(address):
     raise TinymodError(f"cannot reach the dask scheduler at {address}: {why}")
 
 
-def _client(workers, scheduler):
+def _client(workers, scheduler, worker_seconds=WORKER_SECONDS):
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
         raise TinymodError("tinymod sweep needs dask.distributed: in a clone of tinymod, "
                            "pip install '.[sweep]'") from None
     if scheduler:
-        return _connect(check_scheduler(scheduler)), None
+        client = _connect(check_scheduler(scheduler))
+        try:                     # a scheduler with no worker would take the runs and never run them
+            client.wait_for_workers(1, timeout=worker_seconds)
+        except (TimeoutError, OSError):
+            client.close()
+            raise TinymodError(f"no worker joined the scheduler at {scheduler} within {worker_seconds:g} s "
+                               f"(--connect-timeout); start one (dask worker {scheduler}) and sweep again") from None
+        return client, None
     cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
                            processes=True, dashboard_address=None)
     return Client(cluster), cluster
 
 
 def run(grid_path, out, workers=None, scheduler=None, report=True, axes=None, echo=print,
-        max_runs=MAX_RUNS):
+        max_runs=MAX_RUNS, connect_timeout=WORKER_SECONDS):
     """Run every combination of the grid on dask; write sweep.json, sweep.csv and
     sweep_report.md into `out`; return the entries. `out` is created only once the cluster
     is reached, and locked for the sweep (two sweeps into one folder exclude each other)."""
     combos = plan(grid_path, max_runs)
-    out = Path(out)
+    out = Path(out).absolute()        # before any task leaves: a worker elsewhere writes here too
     if out.exists() and not out.is_dir():
         raise TinymodError(f"{out} is a file, not a sweep folder")
     if axes and any(a not in KEYS for a in axes):
@@ -269,7 +277,7 @@ def run(grid_path, out, workers=None, scheduler=None, report=True, axes=None, ec
     cores = os.cpu_count() or 1
     if workers is not None and workers > cores:
         raise TinymodError(f"--workers is at most the number of cores, {cores}; got {workers}")
-    client, cluster = _client(min(workers or cores, len(combos)), scheduler)
+    client, cluster = _client(min(workers or cores, len(combos)), scheduler, connect_timeout)
     try:
         lock = _lock_folder(out)
     except TinymodError:
