@@ -318,3 +318,27 @@ def test_a_foreign_model_is_refused_before_any_analysis_is_written(run, tmp_path
     for command in ("fourier", "report"):
         one_line_error(CliRunner().invoke(main, [command, str(run)]), "seed = 1", "the run has seed = 0")
     assert not any((run / name).exists() for name in runs.ANALYSIS_OUTPUTS)
+
+
+# --- overwrite as a transaction -------------------------------------------------------------------
+
+def test_overwrite_removes_config_json_last_and_a_refused_removal_leaves_a_run(run, monkeypatch):
+    from pathlib import Path
+    order, original = [], Path.unlink
+
+    def refuse_a_snapshot(self, missing_ok=False):
+        order.append(self.name)
+        if self.name == "step_0000010.npz" and self.parent.name == runs.SNAPSHOTS:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return original(self, missing_ok=missing_ok)
+    monkeypatch.setattr(Path, "unlink", refuse_a_snapshot)
+    one_line_error(invoke("--steps", 20, "--out", run, "--overwrite"), "cannot remove", "config.json is kept")
+    assert (run / runs.CONFIG).is_file() and runs.CONFIG not in order
+    monkeypatch.setattr(Path, "unlink", original)
+    assert invoke("--steps", 20, "--out", run, "--overwrite").exit_code == 0        # it can finish
+
+
+def test_a_damaged_config_json_is_not_met_with_advice_to_overwrite(run):
+    (run / runs.CONFIG).write_text("{not json")
+    result = invoke("--steps", 30, "--out", run, "--resume")
+    one_line_error(result, "is unreadable", "rather than --overwrite")

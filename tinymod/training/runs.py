@@ -198,11 +198,22 @@ def output_folder(out, default):
 
 def clear(out, names=(), subfolders=()):
     """Delete the named files and every stepped file (step_NNNNNNN.npz) in the subfolders,
-    never descending into a link (a linked subfolder is refused before anything goes)."""
+    never descending into a link (a linked subfolder is refused before anything goes).
+    config.json goes last: until then the folder still holds a run, so an interrupted or
+    refused clearing leaves a folder that --overwrite accepts again. A folder that refuses
+    its files' removal is found before anything goes."""
     refuse_links(out)
     doomed = [out / name for name in names] + [path for sub in subfolders for _, path in stepped(out / sub)]
+    doomed.sort(key=lambda path: path.name == CONFIG)
+    blocked = next((p for p in doomed if os.path.lexists(p) and not os.access(p.parent, os.W_OK)), None)
+    if blocked is not None:
+        raise TinymodError(f"cannot remove {blocked}: its folder is read-only; nothing was removed")
     for path in doomed:
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as e:
+            raise TinymodError(f"cannot remove {path}: {e.strerror or e}; config.json is kept, so the same "
+                               f"command can finish once that is mended") from None
 
 
 # --- the one atomic writer ------------------------------------------------------------------

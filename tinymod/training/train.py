@@ -47,7 +47,8 @@ def read_run_config(out):
         if not isinstance(saved, dict):
             raise ValueError("not a JSON object")
     except (OSError, ValueError) as e:
-        raise TinymodError(f"{out / runs.CONFIG} is unreadable: {e}") from None
+        raise TinymodError(f"{out / runs.CONFIG} is unreadable ({e}); mend it rather than --overwrite, "
+                           f"which would delete the run's checkpoints (each holds its settings)") from None
     try:
         return TrainConfig(**coerce({k: v for k, v in saved.items() if k in FIELDS}))
     except TinymodError as e:
