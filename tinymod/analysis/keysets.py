@@ -71,10 +71,16 @@ KEY_RULE = ("k >= 1 is a key frequency when its share of the non-constant energy
 THRESHOLDS = (0.1, 0.2, 0.25, 0.3, 0.4, 0.5)   # the spectral count is reported at each
 
 
+def weight_share(component_spectra):
+    """Each frequency's share of the non-constant energy, averaged over the components'
+    spectra (E, E @ W_ih.T, W_out): the spectral rule's measure, fourier.json's weight_share."""
+    return np.mean([frequency_shares(s) for s in component_spectra], axis=0)
+
+
 def spectral_key_frequencies(component_spectra, threshold=THRESHOLD):
     """The key-frequency rule (KEY_RULE): relative to the strongest frequency, so it does
     not depend on how many frequencies share the energy. Ascending ints."""
-    mean_share = np.mean([frequency_shares(s) for s in component_spectra], axis=0)
+    mean_share = weight_share(component_spectra)
     if mean_share.max() <= 0:
         return []
     return [int(k) for k in np.flatnonzero(mean_share >= threshold * mean_share.max()) if k >= 1]
@@ -85,7 +91,7 @@ def weight_key_frequencies(params, threshold=THRESHOLD):
     W_out): the cheap part of `analyze`, for commands that need only the key."""
     E, W_ih, W_out = (to_numpy(params[k]).astype(np.float64) for k in ("E", "W_ih", "W_out"))
     spectra = [spectrum(E), spectrum(E @ W_ih.T), spectrum(W_out)]
-    return spectral_key_frequencies(spectra, threshold), np.mean([frequency_shares(s) for s in spectra], axis=0)
+    return spectral_key_frequencies(spectra, threshold), weight_share(spectra)
 
 
 def sum_projection(logits, freqs):

@@ -98,7 +98,7 @@ def picture_and_tables(params, activation="relu", threshold=keysets.THRESHOLD, s
         hidden_total = spectra["hidden"][1:].sum()
     weights = [spectra["E"], spectra["U"], spectra["W_out"]]
     key = keysets.spectral_key_frequencies(weights, threshold)
-    share = np.mean([fourier.frequency_shares(s) for s in weights], axis=0)     # the spectral rule's measure
+    share = keysets.weight_share(weights)
     totals = {name: spec[1:].sum() for name, spec in spectra.items()}
     totals["hidden"] = hidden_total
     tables.update(spectra=spectra, totals=totals)

@@ -34,8 +34,14 @@ def check_memory(nbytes, what):
                            f"machine has {available / 2**30:.1f} GiB available")
 
 
+def tuples_fit(p, T):
+    """Whether p**T tuples are at most MAX_EXAMPLES (in logarithms: p**T itself could take
+    minutes to compute)."""
+    return T * math.log(max(p, 2)) <= math.log(MAX_EXAMPLES) + 1e-9
+
+
 def check_analysis(p, T, H):
     """Refuse an analysis of all p**T tuples that is too many or would not fit in memory."""
-    if T * math.log(max(p, 2)) > math.log(MAX_EXAMPLES) + 1e-9:
+    if not tuples_fit(p, T):
         raise TinymodError(f"the analysis evaluates all {p}**{T} tuples, more than {MAX_EXAMPLES:,}")
     check_memory(8 * p ** T * (2 * p + (T + 2) * H), f"analysing all {p}**{T} tuples")

@@ -60,20 +60,25 @@ def identity(config):
     return {name: config[name] for name in IDENTITY if name in config}
 
 
+def saved_run_config(*folders):
+    """The settings in the first of `folders` that holds a config.json (the run a model file
+    or an analysis folder belongs to), or None: none holds one, or it is unreadable."""
+    found = next((Path(f) / runs.CONFIG for f in folders if (Path(f) / runs.CONFIG).is_file()), None)
+    try:
+        saved = json.loads(runs.read_regular(found, "run config")) if found else None
+    except (ValueError, TinymodError):
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
 def run_identity(model_path):
     """The identity of the run a model file lives in (its config.json, beside model.npz or
     two folders up from checkpoints/step_N.npz), so that a foreign file is refused before any
     analysis of it is written; {} for a file in no run (a constructed model) or beside an
     unreadable config."""
     path = Path(model_path)
-    for folder in (path.parent, path.parent.parent):
-        if (folder / runs.CONFIG).is_file():
-            try:
-                saved = json.loads(runs.read_regular(folder / runs.CONFIG, "run config"))
-            except (ValueError, TinymodError):
-                return {}
-            return identity(saved) if isinstance(saved, dict) else {}
-    return {}
+    saved = saved_run_config(path.parent, path.parent.parent)
+    return identity(saved) if saved else {}
 
 
 def load(path, expect=None):

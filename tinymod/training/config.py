@@ -13,7 +13,7 @@ from tinymod.model.backend import BACKENDS
 from tinymod.errors import TinymodError
 from tinymod.model.gated import gate_count
 from tinymod.model.rnn import ACTIVATIONS, CELLS, DTYPES
-from tinymod.model.limits import EVAL_BATCH, MAX_EXAMPLES, check_memory
+from tinymod.model.limits import EVAL_BATCH, MAX_EXAMPLES, check_memory, tuples_fit
 from tinymod.training.runs import read_regular, unique_keys
 
 MAX_INT = 2 ** 31 - 1      # sizes, steps and intervals above this are typos, not settings
@@ -86,8 +86,7 @@ class TrainConfig:
              f"stop-after-grok must be a finite multiple of at least 1, got {self.stop_after_grok}"),
             (self.seed >= 0, f"seed must be non-negative, got {self.seed}"),
             (self.threads is None or self.threads >= 1, f"threads must be positive, got {self.threads}"),
-            # in logarithms: p**seq_len itself could take minutes to compute
-            (self.seq_len * math.log(max(self.p, 2)) <= math.log(MAX_EXAMPLES) + 1e-9,
+            (tuples_fit(self.p, self.seq_len),
              f"p**seq-len = {self.p}**{self.seq_len} tuples is more than {MAX_EXAMPLES:,}"),
         ]
         for ok, message in checks:

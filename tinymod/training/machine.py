@@ -1,10 +1,9 @@
 """The machine a run trained on, as its config.json records it: the BLAS libraries and the
 kernels they picked, which decide the last bits of every matmul (a run is bit-identical only
 on the same kernels), and the kernels the README's and the lectures' numbers came from."""
-import json
 from pathlib import Path
 
-from tinymod.training.runs import CONFIG
+from tinymod.training.checkpoint import saved_run_config
 
 REFERENCE_KERNELS = "openblas Haswell"    # the kernels the README's and the lectures' numbers came from
 
@@ -19,10 +18,8 @@ def blas_kernels(folder):
     """The BLAS kernels the run trained with, as its config.json records them ("openblas
     Haswell"), or None. `folder` is the run, or a checkpoint's analysis folder inside it
     (checkpoints/step_0001000/)."""
-    config = next((f / CONFIG for f in (Path(folder), Path(folder).parent.parent) if (f / CONFIG).is_file()), None)
-    if config is None:
-        return None
+    saved = saved_run_config(folder, Path(folder).parent.parent)
     try:
-        return describe_blas(json.loads(config.read_text()).get("blas") or [])
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):     # a damaged record
+        return describe_blas(saved.get("blas") or []) if saved else None
+    except (AttributeError, KeyError, TypeError):     # a damaged record
         return None

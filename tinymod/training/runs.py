@@ -98,7 +98,7 @@ def read_regular(path, what="file", limit=MAX_TEXT):
         if not stat.S_ISREG(mode):
             raise TinymodError(f"{what} {path} is {KINDS.get(stat.S_IFMT(mode), 'not a regular file')}, "
                                f"not a regular file; tinymod reads only regular files")
-        with os.fdopen(os.dup(fd), "rb") as f:
+        with os.fdopen(os.dup(fd), "rb") as f:        # fdopen refuses a folder itself: check first
             data = f.read(limit + 1)
     except OSError as e:
         raise TinymodError(f"cannot read {what} {path}: {e.strerror or e}") from None
