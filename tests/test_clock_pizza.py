@@ -163,3 +163,20 @@ def test_build_refuses_an_unknown_form_or_share():
         construct.build(11, [2], form="bagel")
     with pytest.raises(Exception, match=r"pizza share must lie in \[0, 1\]"):
         construct.build(11, [2], pizza_share=-0.1)
+
+
+def test_one_token_terms_keep_distance_irrelevance_high_but_not_the_label():
+    """docs/beyond.md's reading of the gated cells: terms in one token alone vary along a + b
+    at a fixed a - b, so distance irrelevance stays near 1 while the Clock form's share falls
+    and the label is not Clock. A Clock plus a one-token term, built by hand."""
+    p, k = 13, 3
+    a, b, c = np.meshgrid(np.arange(p), np.arange(p), np.arange(p), indexing="ij")
+    w = 2 * np.pi * k / p
+    clock = np.cos(w * (a + b - c))
+    mixed = clock + 0.8 * np.cos(w * (a - c))                  # a one-token term (in a) at frequency k
+    rows = cp.frequency_fits(mixed)
+    judged = cp.judge(rows, [k])
+    assert judged["kappa"] < cp.CLOCK_KAPPA and judged["label"] == "neither"
+    assert rows[k - 1]["terms"]["one_token"] > 0.3 and rows[k - 1]["pizza_excess"] < 1e-12
+    assert cp.distance_irrelevance(mixed) > 0.9
+    assert cp.judge(cp.frequency_fits(clock), [k])["label"] == "Clock"
