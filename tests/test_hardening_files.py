@@ -342,3 +342,41 @@ def test_a_damaged_config_json_is_not_met_with_advice_to_overwrite(run):
     (run / runs.CONFIG).write_text("{not json")
     result = invoke("--steps", 30, "--out", run, "--resume")
     one_line_error(result, "is unreadable", "rather than --overwrite")
+
+
+def test_an_analysis_too_big_for_memory_is_refused_before_any_array_is_inflated(tmp_path, monkeypatch):
+    import zipfile
+    from tinymod.model import limits, rnn
+    shapes = rnn.param_shapes(113, 8, 600, "rnn")
+    config = {"p": 113, "d_embed": 8, "d_hidden": 600, "activation": "relu", "seq_len": 2, "frac": 0.3,
+              "seed": 0, "step": 0}
+    plain = tmp_path / "plain.npz"
+    checkpoint.save(plain, {k: np.full(s, 1e-3) for k, s in shapes.items()}, config)
+    model = tmp_path / "wide.npz"         # deflated: a small file that declares a wide model
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(model, "w", zipfile.ZIP_DEFLATED) as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+    monkeypatch.setattr(limits, "available_memory", lambda: 512 << 20)
+    inflated, member = [], checkpoint._member
+    monkeypatch.setattr(checkpoint, "_member", lambda zf, key: inflated.append(key) or member(zf, key))
+    for command in ("fourier", "svd", "ablate", "report"):
+        result = CliRunner().invoke(main, [command, str(model)])
+        one_line_error(result, "analysing all 113**2 tuples needs about")
+        assert inflated == ["config"] and not (tmp_path / "wide").exists()
+        inflated.clear()
+
+
+def test_an_analysis_of_a_run_holds_its_lock_so_no_overwrite_replaces_the_model_under_it(run):
+    from tinymod.training.lock import RunLock
+    before = digest(run)
+    with RunLock(run, doing="trained"):        # a training (an --overwrite) of the run
+        for command in ("fourier", "svd", "ablate", "report", "progress"):
+            one_line_error(CliRunner().invoke(main, [command, str(run)]), "in use by process",
+                           "it cannot be analysed now")
+        assert digest(run) == before
+        result = CliRunner().invoke(main, ["fourier", str(run / "checkpoints" / "step_0000010.npz")])
+        assert result.exit_code == 0, result.output        # a checkpoint is analysed in its own folder
+    with RunLock(run, doing="analysed"):       # and an --overwrite waits for the analysis
+        one_line_error(invoke("--steps", 20, "--out", run, "--overwrite"), "it cannot be trained now")
+    assert CliRunner().invoke(main, ["svd", str(run)]).exit_code == 0      # released when it ends
+    assert CliRunner().invoke(main, ["svd", str(run)]).exit_code == 0

@@ -171,20 +171,24 @@ def _print_summary(s):
                f"(test loss {s['test_loss']:.3g})\n{grok}")
 
 
-def _load_model(source, backend_name="numpy"):
-    """(params on the backend, config, folder) from a run folder or a checkpoint file."""
+def _load_model(source, backend_name="numpy", out=None):
+    """(params on the backend, config, output folder) from a run folder or a checkpoint file:
+    `out`, else beside the model. Writing into a run's own folder holds the run's lock until
+    the command ends, taken before the model is read, so no training or --overwrite replaces
+    the model under its analyses."""
+    from pathlib import Path
     from tinymod.model import backend, limits
     from tinymod.training import checkpoint, runs
+    from tinymod.training.lock import RunLock
     xp = backend.get(backend_name)
     path = checkpoint.resolve_model_path(source)
-    params, config, _ = checkpoint.load(path, expect=checkpoint.run_identity(path))
-    limits.check_analysis(config["p"], config["seq_len"], config["d_hidden"])
-    return {k: backend.asarray(xp, v) for k, v in params.items()}, config, runs.analysis_folder(path)
-
-
-def _output_folder(out, default):
-    from tinymod.training import runs
-    return runs.output_folder(out, default)
+    target = Path(out) if out else runs.analysis_folder(path)
+    if (target / runs.CONFIG).is_file() and not target.is_symlink():
+        click.get_current_context().call_on_close(RunLock(target, doing="analysed").acquire().release)
+    params, config, _ = checkpoint.load(path, expect=checkpoint.run_identity(path),
+                                        check=lambda c: limits.check_analysis(c["p"], c["seq_len"], c["d_hidden"]))
+    folder = runs.output_folder(out, runs.analysis_folder(path))
+    return {k: backend.asarray(xp, v) for k, v in params.items()}, config, folder
 
 
 THRESHOLD = click.option(
@@ -209,8 +213,7 @@ def fourier_command(source, out, threshold, backend_name):
     """
     from tinymod.reports import console, pipeline
 
-    params, config, folder = _load_model(source, backend_name)
-    folder = _output_folder(out, folder)
+    params, config, folder = _load_model(source, backend_name, out)
     click.echo(console.fourier_text(pipeline.run_fourier(params, config, folder, threshold), folder))
 
 
@@ -225,8 +228,7 @@ def svd_command(source, out, threshold):
     from tinymod.analysis import keysets
     from tinymod.reports import console, pipeline
 
-    params, config, folder = _load_model(source)
-    folder = _output_folder(out, folder)
+    params, config, folder = _load_model(source, out=out)
     key, _ = keysets.weight_key_frequencies(params, threshold)
     click.echo(console.svd_text(pipeline.run_svd(params, config, folder, key), folder))
 
@@ -248,8 +250,7 @@ def ablate_command(source, out, threshold, site, seeds, backend_name):
     from tinymod.analysis import keysets
     from tinymod.reports import console, pipeline
 
-    params, config, folder = _load_model(source, backend_name)
-    folder = _output_folder(out, folder)
+    params, config, folder = _load_model(source, backend_name, out)
     key, strength = keysets.weight_key_frequencies(params, threshold)
     click.echo(console.ablation_text(pipeline.run_ablate(params, config, folder, key, strength, site, seeds), folder))
 
@@ -267,7 +268,6 @@ def report_command(source, threshold, backend_name):
     from tinymod.training import train
 
     params, config, folder = _load_model(source, backend_name)
-    folder = _output_folder(None, folder)
     rows = runs.read_metrics(folder / runs.METRICS)
     summary = train.summarize(rows, folder) if rows else None
     voice = Voice(lambda line: click.echo(line, err=True))
@@ -296,11 +296,10 @@ def progress_command(source, out):
     if not (folder / runs.CONFIG).is_file() or not (folder / runs.MODEL).is_file():
         raise TinymodError(f"{folder} is not a finished tinymod run (it needs config.json and model.npz)")
     checkpoint.read_snapshots(folder, {})      # none: say so before the costlier in-use key frequencies
-    params, config, _ = _load_model(folder)
+    params, config, target = _load_model(folder, out=out)
     voice = Voice(lambda line: click.echo(line, err=True))
     voice.stage("the final model's in-use key frequencies")
     key = in_use_of(params, config["activation"], config["seq_len"])
-    target = _output_folder(out, folder)
     found = pipeline.run_progress(folder, config, key, target, voice)
     voice.finish()
     click.echo(console.progress_text(found, target))
@@ -389,7 +388,7 @@ def construct_command(p, freqs, out, phases, form, pizza_share, offsets, scale, 
 
     params, accuracy = construct.build(p, freqs, phases, offsets, scale=scale, form=form, pizza_share=pizza_share)
     share = construct.pizza_share_of(form, pizza_share)
-    folder = _output_folder(out, None)
+    folder = runs.output_folder(out, None)
     path = folder / runs.MODEL
     if path.exists() and not overwrite:
         raise TinymodError(f"{path} exists; pass --overwrite to replace it")

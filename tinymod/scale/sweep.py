@@ -133,7 +133,7 @@ def _task(name, settings, folder, report):
                      grok_seconds=summary["grok_seconds"], step=summary["step"],
                      train_acc=summary["train_acc"], test_acc=summary["test_acc"], test_loss=summary["test_loss"])
         if report:
-            params, saved, _ = model or checkpoint.load(folder / runs.MODEL)
+            params, saved, _ = model or checkpoint.load(folder / runs.MODEL, expect=checkpoint.identity(config.to_dict()))
             if not _current_analyses(folder):
                 run_report(params, saved, folder, summary)
             entry.update(_analysis(folder))

@@ -81,12 +81,13 @@ def run_identity(model_path):
     return identity(saved) if saved else {}
 
 
-def load(path, expect=None):
+def load(path, expect=None, check=None):
     """(params, config, opt_state) from a checkpoint, after validating everything.
 
     `expect`, settings of the run the file must belong to (`identity(run_config)`), is
     compared with the file's small config member before any array is decompressed: a file of
-    another run is refused at the cost of reading its config.
+    another run is refused at the cost of reading its config. `check(config)`, the caller's
+    own refusal (an analysis too big for this machine), runs at the same point.
 
     Hostile files are refused before they cost anything: the member names are checked
     against the contract and every .npy header (shape and dtype) against the config
@@ -111,6 +112,8 @@ def load(path, expect=None):
             config = _read_config(_member(zf, "config"), where)
             _check_belongs(config, expect or {}, path)
             _check_headers(headers, config, where)
+            if check is not None:
+                check(config)
             arrays = {key: _member(zf, key) for key in headers}
     except TinymodError:                    # already precise (it is a ValueError too)
         raise

@@ -14,7 +14,8 @@ class RunLock:
 
     The kernel releases a flock when its process dies, so the lock of a dead process is
     simply taken over. The file holds the owner's pid and command line, for the message a
-    second training gets. Analysis commands read without it."""
+    second training gets. An analysis writing into the run's own folder holds it too
+    (doing="analysed"), so no training replaces the model it reads."""
 
     def __init__(self, folder, doing="trained"):
         self.path = Path(folder) / LOCK
@@ -30,7 +31,7 @@ class RunLock:
                 raise link_refused(self.path) from None
             if e.errno == errno.EISDIR:
                 raise TinymodError(f"{self.path} is a folder, not tinymod's own lock: remove it") from None
-            raise
+            raise TinymodError(f"cannot write to {self.path.parent}: {e.strerror or e}") from None
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
             os.close(fd)          # never written: another name for the same file may be anyone's
