@@ -380,3 +380,33 @@ def test_an_analysis_of_a_run_holds_its_lock_so_no_overwrite_replaces_the_model_
         one_line_error(invoke("--steps", 20, "--out", run, "--overwrite"), "it cannot be trained now")
     assert CliRunner().invoke(main, ["svd", str(run)]).exit_code == 0      # released when it ends
     assert CliRunner().invoke(main, ["svd", str(run)]).exit_code == 0
+
+
+def test_a_sigkill_during_overwrite_leaves_a_folder_that_overwrite_and_resume_accept(run, tmp_path):
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import TINY
+    snapshots = run / runs.SNAPSHOTS
+    first = sorted(snapshots.iterdir())[0]
+    for step in range(1000, 4000):                       # 3,000 snapshots for the clearing to remove
+        shutil.copyfile(first, snapshots / f"step_{step:07d}.npz")
+    count = len(os.listdir(snapshots))
+    proc = subprocess.Popen([sys.executable, "-m", "tinymod", "train", *TINY, "--steps", "20", "--out", str(run),
+                             "--overwrite"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(os.listdir(snapshots)) >= count and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.0005)
+    proc.send_signal(signal.SIGKILL)                     # mid-clearing, or later: either must be usable
+    proc.wait()
+    assert (run / runs.CONFIG).is_file()                 # config.json goes last: still a run
+    result = invoke("--steps", 20, "--out", run, "--resume")
+    if not list((run / runs.CHECKPOINTS).glob("step_*.npz")):
+        one_line_error(result, "no checkpoint")
+    else:
+        assert result.exit_code == 0, result.output
+    result = invoke("--steps", 20, "--out", run, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert max(step for step, _ in runs.list_snapshots(run)) == 20      # none of the old run is left
