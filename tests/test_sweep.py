@@ -14,6 +14,7 @@ from click.testing import CliRunner
 pytest.importorskip("dask.distributed")
 
 from tinymod.scale import sweep  # noqa: E402
+from tinymod.scale import cluster as sweep_cluster  # noqa: E402
 from tinymod.model import rnn
 from tinymod.training import checkpoint
 from tinymod.cli import main  # noqa: E402
@@ -121,7 +122,7 @@ def test_bad_grid_files_are_one_line_errors(tmp_path, text, message):
 
 
 def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep, "CONNECT_SECONDS", 2)
+    monkeypatch.setattr(sweep_cluster, "CONNECT_SECONDS", 2)
     result = CliRunner().invoke(main, ["sweep", str(grid(tmp_path, "[grid]\nseed = [0]\n")), "--out",
                                        str(tmp_path / "out"), "--scheduler", "tcp://127.0.0.1:9"])
     assert result.exit_code == 1 and "cannot reach the dask scheduler" in result.output, result.output
@@ -208,7 +209,7 @@ def test_scheduler_addresses_are_parsed_and_refused_in_one_line(tmp_path, addres
 
 def test_a_scheduler_that_never_speaks_times_out(tmp_path, monkeypatch):
     import socket
-    monkeypatch.setattr(sweep, "CONNECT_SECONDS", 2)
+    monkeypatch.setattr(sweep_cluster, "CONNECT_SECONDS", 2)
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
@@ -324,3 +325,41 @@ def test_a_relative_out_is_made_absolute_before_any_task_leaves(tmp_path, cluste
     entries = sweep.run(grid(tmp_path, "steps = 5\n[grid]\nseed = [0]\n"), "rel", scheduler=cluster.scheduler_address,
                         report=False, echo=lambda line: None)
     assert entries[0]["status"] == "ok" and (tmp_path / "rel" / "seed-0" / "model.npz").is_file()
+
+
+def test_each_worker_must_see_the_clients_folder_before_any_run_is_sent(tmp_path):
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / ".probe-x").write_text("")
+    assert sweep_cluster.probe(str(tmp_path / "shared"), ".probe-x") is None
+    assert "does not see" in sweep_cluster.probe(str(tmp_path / "shared"), ".probe-y")      # another machine's folder
+
+    class Workers:                           # one worker that sees it, one that does not
+        def run(self, fn, folder, marker):
+            self.sent = marker
+            return {"tcp://a:1": fn(folder, marker), "tcp://b:2": fn(folder + "-elsewhere", marker)}
+    workers = Workers()
+    with pytest.raises(TinymodError, match="the worker at tcp://b:2 does not see .* give --out a folder every "
+                                           "worker shares"):
+        sweep_cluster.check_workers_see(workers, tmp_path / "shared")
+    assert workers.sent.startswith(".probe-") and sorted(os.listdir(tmp_path / "shared")) == [".probe-x"]
+
+
+def test_a_scheduler_that_answers_the_handshake_with_nonsense_is_one_line(tmp_path):
+    import socket
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def nonsense():
+        conn, _ = server.accept()
+        conn.sendall(b"\xff" * 64)           # a frame count and lengths of exabytes
+        time.sleep(5)
+    threading.Thread(target=nonsense, daemon=True).start()
+    try:
+        result = CliRunner().invoke(main, ["sweep", str(grid(tmp_path, "[grid]\nseed = [0]\n")), "--out",
+                                           str(tmp_path / "out"), "--scheduler",
+                                           f"tcp://127.0.0.1:{server.getsockname()[1]}"])
+        one_line(result, "cannot reach the dask scheduler")
+        assert not (tmp_path / "out").exists()
+    finally:
+        server.close()

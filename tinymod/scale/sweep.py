@@ -16,13 +16,13 @@ import itertools
 import json
 import math
 import os
-import re
 import threading
 import time
 from pathlib import Path
 
 from tinymod.analysis.records import ClaimRecord, FourierRecord
 from tinymod.model.gated import gate_count
+from tinymod.scale.cluster import WORKER_SECONDS, client_for, check_workers_see
 from tinymod.scale.sweep_results import write_results
 from tinymod.training import runs
 from tinymod.training.config import FIELDS, build, coerce, read_table
@@ -30,8 +30,6 @@ from tinymod.errors import TinymodError
 
 KEYS = set(FIELDS) | {"preset"}
 MAX_RUNS = 5000          # combinations a grid may hold unless --max-runs says otherwise
-CONNECT_SECONDS = 10     # to reach a scheduler, handshake included
-WORKER_SECONDS = 30      # for an external scheduler's first worker to be there
 
 
 # --- the grid --------------------------------------------------------------------------------
@@ -211,58 +209,6 @@ def _analysis(folder) -> dict:
 
 # --- the engine ---------------------------------------------------------------------------------
 
-SCHEDULER = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})")
-
-
-def check_scheduler(address):
-    """A scheduler address tinymod can reach: tcp://HOST:PORT (an IPv6 host in brackets)."""
-    match = SCHEDULER.fullmatch(address)
-    if not match or not 0 < int(match.group(2)) < 65536:
-        raise TinymodError(f"--scheduler must be tcp://HOST:PORT (a dask scheduler's address), "
-                           f"got {address[:80]!r}")
-    return address
-
-
-def _connect(address):
-    """A Client of the scheduler at `address`, or a one-line error after CONNECT_SECONDS,
-    whatever the peer does (a socket that accepts and never speaks included)."""
-    from dask.distributed import Client
-    result = {}
-
-    def connect():
-        try:
-            result["client"] = Client(address, timeout=f"{CONNECT_SECONDS}s")
-        except BaseException as e:            # noqa: BLE001 - reported in the caller's thread
-            result["error"] = e
-    thread = threading.Thread(target=connect, daemon=True)   # a hung handshake cannot hold the exit
-    thread.start()
-    thread.join(CONNECT_SECONDS + 1)
-    if "client" in result:
-        return result["client"]
-    why = str(result.get("error") or f"no answer in {CONNECT_SECONDS} s").splitlines()[0][:200]
-    raise TinymodError(f"cannot reach the dask scheduler at {address}: {why}")
-
-
-def _client(workers, scheduler, worker_seconds=WORKER_SECONDS):
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError:
-        raise TinymodError("tinymod sweep needs dask.distributed: in a clone of tinymod, "
-                           "pip install '.[sweep]'") from None
-    if scheduler:
-        client = _connect(check_scheduler(scheduler))
-        try:                     # a scheduler with no worker would take the runs and never run them
-            client.wait_for_workers(1, timeout=worker_seconds)
-        except (TimeoutError, OSError):
-            client.close()
-            raise TinymodError(f"no worker joined the scheduler at {scheduler} within {worker_seconds:g} s "
-                               f"(--connect-timeout); start one (dask worker {scheduler}) and sweep again") from None
-        return client, None
-    cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                           processes=True, dashboard_address=None)
-    return Client(cluster), cluster
-
-
 def run(grid_path, out, workers=None, scheduler=None, report=True, axes=None, echo=print,
         max_runs=MAX_RUNS, connect_timeout=WORKER_SECONDS):
     """Run every combination of the grid on dask; write sweep.json, sweep.csv and
@@ -277,9 +223,11 @@ def run(grid_path, out, workers=None, scheduler=None, report=True, axes=None, ec
     cores = os.cpu_count() or 1
     if workers is not None and workers > cores:
         raise TinymodError(f"--workers is at most the number of cores, {cores}; got {workers}")
-    client, cluster = _client(min(workers or cores, len(combos)), scheduler, connect_timeout)
+    client, cluster = client_for(min(workers or cores, len(combos)), scheduler, connect_timeout)
     try:
         lock = _lock_folder(out)
+        if scheduler:
+            check_workers_see(client, out)
     except TinymodError:
         client.close()
         if cluster is not None:
