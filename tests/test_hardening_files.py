@@ -410,3 +410,16 @@ def test_a_sigkill_during_overwrite_leaves_a_folder_that_overwrite_and_resume_ac
     result = invoke("--steps", 20, "--out", run, "--overwrite")
     assert result.exit_code == 0, result.output
     assert max(step for step, _ in runs.list_snapshots(run)) == 20      # none of the old run is left
+
+
+def test_matplotlib_writes_no_font_cache_into_home(run, tmp_path):
+    import subprocess
+    import sys
+    home, temp = tmp_path / "home", tmp_path / "temp"
+    home.mkdir()
+    temp.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CACHE_HOME", "XDG_CONFIG_HOME")}
+    done = subprocess.run([sys.executable, "-m", "tinymod", "svd", str(run)], capture_output=True, text=True,
+                          env={**env, "HOME": str(home), "TMPDIR": str(temp)})
+    assert done.returncode == 0 and (run / runs.SINGULAR_VALUES_PNG).is_file(), done.stderr
+    assert list(home.iterdir()) == [] and list(temp.iterdir()) == []     # its temporary folder is gone too

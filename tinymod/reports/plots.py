@@ -5,7 +5,31 @@ tinymod leaves a notebook user's matplotlib as it was, and no display is needed.
 Each function takes plain data (lists, NumPy arrays) and a path; none computes anything
 beyond what it draws.
 """
-from matplotlib.figure import Figure
+import os
+import sys
+
+
+def _private_font_cache():
+    """matplotlib builds its font list into $HOME (~/.cache/matplotlib) the first time it is
+    loaded; tinymod writes nothing outside the folders it is given, so unless the user chose
+    a place (MPLCONFIGDIR) or matplotlib is already loaded, the list is built in a temporary
+    folder removed at exit (about 0.2 s more per process) and the environment is restored."""
+    if "MPLCONFIGDIR" in os.environ or "matplotlib" in sys.modules:
+        return
+    import atexit
+    import shutil
+    import tempfile
+    folder = tempfile.mkdtemp(prefix="tinymod-matplotlib-")
+    atexit.register(shutil.rmtree, folder, True)
+    os.environ["MPLCONFIGDIR"] = folder
+    try:
+        import matplotlib.font_manager  # noqa: F401 - reads the folder once and keeps it
+    finally:
+        del os.environ["MPLCONFIGDIR"]
+
+
+_private_font_cache()
+from matplotlib.figure import Figure  # noqa: E402
 
 
 def figure(rows=1, cols=1, **kwargs):
