@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tinymod-installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install test train sweep grokfast cells cells-default bench lectures gpu-check clean
+.PHONY: help install test test-long train sweep grokfast cells cells-default bench lectures gpu-check clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ install: $(STAMP) ## create .venv and install tinymod with its test tools, pinne
 # One worker per core; a test file runs whole on one worker (the lectures share a folder).
 test: $(STAMP) ## run the whole test suite, lectures included
 	$(BIN)/pytest -q -n auto --dist loadfile
+
+test-long: $(STAMP) ## the wide hypothesis families `make test` samples (docs/tests.md)
+	$(BIN)/pytest -q -n auto --dist loadfile -m long
 
 train: $(STAMP) ## train the default preset into runs/default (replacing it), then write its report
 	$(BIN)/tinymod train --out runs/default --overwrite

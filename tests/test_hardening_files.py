@@ -6,12 +6,14 @@ import json
 import math
 import os
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import Phase, given, settings, strategies as st
 
-from conftest import digest, invoke
+from conftest import TINY, digest, invoke
 from test_hardening import one_line_error
 from tinymod.cli import main
 from tinymod.errors import TinymodError
@@ -94,6 +96,8 @@ def test_a_metrics_file_that_is_not_a_regular_file_is_one_line(run, kind):
 def test_a_config_or_grid_that_is_not_a_regular_file_is_one_line(run, tmp_path, kind):
     special(kind, run / runs.CONFIG)
     one_line_error(invoke("--steps", 30, "--out", run, "--resume"), "not a regular file")
+    for model in (run, run / runs.CHECKPOINTS / "step_0000010.npz"):     # not checked, so not analysed
+        one_line_error(CliRunner().invoke(main, ["svd", str(model)]), "not a regular file")
     settings = tmp_path / "settings.json"
     special(kind, settings)
     result = invoke("--steps", 5, "--config", settings, "--out", tmp_path / "new")
@@ -423,3 +427,61 @@ def test_matplotlib_writes_no_font_cache_into_home(run, tmp_path):
                           env={**env, "HOME": str(home), "TMPDIR": str(temp)})
     assert done.returncode == 0 and (run / runs.SINGULAR_VALUES_PNG).is_file(), done.stderr
     assert list(home.iterdir()) == [] and list(temp.iterdir()) == []     # its temporary folder is gone too
+
+
+COMMANDS = {"svd": ["svd"], "ablate": ["ablate", "--seeds", "1"], "progress": ["progress"], "report": ["report"],
+            "resume": ["train", *TINY, "--steps", "30", "--resume", "--out"]}
+REFUSALS = dict(command=st.sampled_from(sorted(COMMANDS)), code=st.sampled_from(
+    [errno.ENOSPC, errno.EROFS, errno.EACCES, errno.ENAMETOOLONG, errno.EISDIR]),
+    site=st.sampled_from(["open", "os.open", "mkdir", "replace", "unlink"]), nth=st.integers(0, 30))
+
+
+@settings(max_examples=4, phases=(Phase.reuse, Phase.generate))      # no shrinking: each example is a few commands
+@given(**REFUSALS)
+def test_an_os_error_anywhere_in_a_command_is_one_line_and_the_folder_still_works(trained, **case):
+    refused_once(trained, **case)
+
+
+@pytest.mark.long
+@settings(max_examples=80, phases=(Phase.generate,))
+@given(**REFUSALS)
+def test_many_os_errors_anywhere_are_one_line_and_the_folder_still_works(trained, **case):
+    refused_once(trained, **case)
+
+
+def refused_once(trained, command, code, site, nth):
+    """The system refuses the nth call of one kind inside a copy of the run folder: one line
+    with the path, nothing outside the folder touched, and the same command then succeeds on
+    what was kept (a resume, asked for more steps: the first may have finished its own)."""
+    import builtins
+    import shutil
+    import tempfile
+    from unittest import mock
+    base = Path(tempfile.mkdtemp())
+    run = base / "run"
+    shutil.copytree(trained, run, symlinks=True)
+    (base / "outside").write_text("kept\n")
+    target = {"open": (builtins, "open"), "os.open": (os, "open"), "mkdir": (os, "mkdir"),
+              "replace": (os, "replace"), "unlink": (os, "unlink")}[site]
+    real, calls = getattr(*target), []
+
+    def refusing(path, *args, **kwargs):
+        if isinstance(path, (str, os.PathLike)) and str(run) in os.fspath(path) and \
+                not (site == "os.open" and os.path.isdir(path)):     # a folder's fsync is best effort
+            calls.append(path)
+            if len(calls) == nth + 1:
+                raise OSError(code, os.strerror(code), os.fspath(path))
+        return real(path, *args, **kwargs)
+    args = [*COMMANDS[command], str(run)]
+    try:
+        with mock.patch.object(*target, refusing):
+            result = CliRunner().invoke(main, args)
+        if len(calls) > nth:
+            one_line_error(result, str(run))           # the path, and why
+        else:
+            assert result.exit_code == 0, result.output
+        assert (base / "outside").read_text() == "kept\n" and sorted(os.listdir(base)) == ["outside", "run"]
+        again = CliRunner().invoke(main, [a.replace("30", "40") for a in args] if command == "resume" else args)
+        assert again.exit_code == 0, (site, calls[-1:], result.output, again.output)
+    finally:
+        shutil.rmtree(base)

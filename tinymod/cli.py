@@ -13,20 +13,25 @@ from tinymod.model.backend import BACKENDS
 from tinymod.model.rnn import ACTIVATIONS, CELLS, DTYPES
 from tinymod.training.config import PRESETS
 from tinymod.analysis.keysets import THRESHOLD as SPECTRAL_THRESHOLD
+from tinymod.errors import TinymodError
 
 
 class _Errors(click.Group):
-    """Turn TinymodError (a user's mistake) into `Error: ...` and exit status 1."""
+    """Turn TinymodError (a user's mistake) and OSError (the system's refusal) into one line,
+    `Error: ...`, and exit status 1."""
 
     def invoke(self, ctx):
         import warnings
-        from tinymod.errors import TinymodError
         with warnings.catch_warnings():      # restores warnings.showwarning when the command ends
             warnings.showwarning = lambda message, *_, **__: click.echo(f"Warning: {message}", err=True)
             try:
                 return super().invoke(ctx)
             except TinymodError as e:
                 raise click.ClickException(str(e)) from None
+            except OSError as e:             # the system's refusal where no layer expected one
+                where = f"{e.filename}: " if e.filename else ""
+                raise click.ClickException(f"{where}{e.strerror or e}; tinymod stopped there, and every "
+                                           f"file it wrote is whole (each is written atomically)") from None
 
 
 class IntList(click.ParamType):
@@ -172,10 +177,9 @@ def _print_summary(s):
 
 
 def _load_model(source, backend_name="numpy", out=None):
-    """(params on the backend, config, output folder) from a run folder or a checkpoint file:
-    `out`, else beside the model. Writing into a run's own folder holds the run's lock until
-    the command ends, taken before the model is read, so no training or --overwrite replaces
-    the model under its analyses."""
+    """(params on the backend, config, output folder: `out`, else beside the model) from a run
+    folder or a checkpoint file. Writing into a run's own folder holds its lock from before the
+    model is read to the command's end: no training or --overwrite replaces the model."""
     from pathlib import Path
     from tinymod.model import backend, limits
     from tinymod.training import checkpoint, runs
@@ -288,7 +292,6 @@ def progress_command(source, out):
     from pathlib import Path
     from tinymod.reports import console, pipeline
     from tinymod.training import checkpoint, runs
-    from tinymod.errors import TinymodError
     from tinymod.analysis.keysets import in_use_of
     from tinymod.reports.speak import Voice
 
@@ -326,7 +329,6 @@ def sweep_command(grid, out, workers, scheduler, no_report, axes, max_runs, conn
     missing and trains nothing twice."""
     from pathlib import Path
     from tinymod.scale import sweep as sweeping
-    from tinymod.errors import TinymodError
     from tinymod.training import runs
     axes_list = [a.strip().replace("-", "_") for a in axes.split(",")] if axes else None
     if axes_list is not None and len(axes_list) != 2:
@@ -384,7 +386,6 @@ def construct_command(p, freqs, out, phases, form, pizza_share, offsets, scale, 
     every pair, and save it as a checkpoint (OUT/model.npz) that every analysis command reads."""
     from tinymod.training import runs
     from tinymod.analysis import construct
-    from tinymod.errors import TinymodError
 
     params, accuracy = construct.build(p, freqs, phases, offsets, scale=scale, form=form, pizza_share=pizza_share)
     share = construct.pizza_share_of(form, pizza_share)

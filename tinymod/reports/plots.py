@@ -17,13 +17,14 @@ def _private_font_cache():
     if "MPLCONFIGDIR" in os.environ or "matplotlib" in sys.modules:
         return
     import atexit
+    import importlib
     import shutil
     import tempfile
     folder = tempfile.mkdtemp(prefix="tinymod-matplotlib-")
     atexit.register(shutil.rmtree, folder, True)
     os.environ["MPLCONFIGDIR"] = folder
     try:
-        import matplotlib.font_manager  # noqa: F401 - reads the folder once and keeps it
+        importlib.import_module("matplotlib.font_manager")      # reads the folder once and keeps it
     finally:
         del os.environ["MPLCONFIGDIR"]
 

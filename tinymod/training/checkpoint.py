@@ -8,6 +8,7 @@ a vanilla model's older files, says which); and the optimiser state under `opt_`
 (`opt_t`, `opt_m_<name>`, `opt_v_<name>`).
 """
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -62,20 +63,28 @@ def identity(config):
 
 def saved_run_config(*folders):
     """The settings in the first of `folders` that holds a config.json (the run a model file
-    or an analysis folder belongs to), or None: none holds one, or it is unreadable."""
-    found = next((Path(f) / runs.CONFIG for f in folders if (Path(f) / runs.CONFIG).is_file()), None)
-    try:
-        saved = json.loads(runs.read_regular(found, "run config")) if found else None
-    except (ValueError, TinymodError):
+    or an analysis folder belongs to), or None when none holds one. One that is there but
+    unreadable (not a regular file, not a JSON object, refused by the system) is a
+    TinymodError: a model beside it cannot be checked against its run."""
+    found = next((Path(f) / runs.CONFIG for f in folders if os.path.lexists(Path(f) / runs.CONFIG)), None)
+    if found is None:
         return None
-    return saved if isinstance(saved, dict) else None
+    try:
+        saved = json.loads(runs.read_regular(found, "run config"))
+    except TinymodError:                 # already one line: not a regular file, or refused
+        raise
+    except (ValueError, RecursionError, FileNotFoundError) as e:
+        saved = e
+    if not isinstance(saved, dict):
+        raise TinymodError(f"{found} is unreadable ({str(saved)[:120] or 'not a JSON object'}), so the model "
+                           f"beside it cannot be checked against its run: mend it")
+    return saved
 
 
 def run_identity(model_path):
     """The identity of the run a model file lives in (its config.json, beside model.npz or
     two folders up from checkpoints/step_N.npz), so that a foreign file is refused before any
-    analysis of it is written; {} for a file in no run (a constructed model) or beside an
-    unreadable config."""
+    analysis of it is written; {} for a file in no run (a constructed model)."""
     path = Path(model_path)
     saved = saved_run_config(path.parent, path.parent.parent)
     return identity(saved) if saved else {}

@@ -3,6 +3,7 @@ kernels they picked, which decide the last bits of every matmul (a run is bit-id
 on the same kernels), and the kernels the README's and the lectures' numbers came from."""
 from pathlib import Path
 
+from tinymod.errors import TinymodError
 from tinymod.training.checkpoint import saved_run_config
 
 REFERENCE_KERNELS = "openblas Haswell"    # the kernels the README's and the lectures' numbers came from
@@ -18,8 +19,8 @@ def blas_kernels(folder):
     """The BLAS kernels the run trained with, as its config.json records them ("openblas
     Haswell"), or None. `folder` is the run, or a checkpoint's analysis folder inside it
     (checkpoints/step_0001000/)."""
-    saved = saved_run_config(folder, Path(folder).parent.parent)
     try:
+        saved = saved_run_config(folder, Path(folder).parent.parent)
         return describe_blas(saved.get("blas") or []) if saved else None
-    except (AttributeError, KeyError, TypeError):     # a damaged record
+    except (AttributeError, KeyError, TypeError, TinymodError):     # a damaged record: no note
         return None
