@@ -195,6 +195,30 @@ def test_numbers_that_are_not_settings_are_refused_before_any_folder(tmp_path, f
     assert not (tmp_path / "r").exists()
 
 
+INT_FLAGS = ["--p", "--seq-len", "--d-embed", "--d-hidden", "--steps", "--batch-size", "--eval-every",
+             "--checkpoint-every", "--snapshot-every", "--seed", "--threads"]       # the seed: below 2**63
+FLOAT_FLAGS = ["--frac", "--lr", "--weight-decay", "--beta1", "--beta2", "--eps", "--grokfast-lambda",
+               "--grokfast-alpha", "--stop-at", "--stop-after-grok"]
+
+
+@given(case=st.one_of(
+    st.sampled_from(INT_FLAGS).flatmap(lambda flag: st.tuples(st.just(flag), st.one_of(
+        st.integers(2**63 if flag == "--seed" else 2**31, 10**400), st.integers(max_value=-1)).map(str))),
+    st.tuples(st.sampled_from(FLOAT_FLAGS), st.sampled_from(["inf", "-inf", "nan", "1e400", "-1e400"]))))
+def test_no_number_outside_a_setting_makes_a_folder_or_a_traceback(case):
+    """Any integer flag above 2**31 - 1 (the seed: 2**63 - 1) or below 0, any float flag given
+    a non-finite value: one line (click's usage error or tinymod's), and no folder."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as base:
+        out = Path(base) / "r"
+        result = invoke("--steps", 5, *case, "--out", out) if case[0] != "--steps" else \
+            CliRunner().invoke(main, ["train", "--preset", "quick", *case, "--out", str(out)])
+        lines = result.output.strip().splitlines()
+        assert result.exit_code in (1, 2) and "Traceback" not in result.output, result.output
+        assert lines[-1].startswith("Error"), result.output
+        assert not out.exists()
+
+
 def test_an_out_name_the_file_system_refuses_is_one_line(tmp_path):
     one_line_error(invoke("--steps", 5, "--out", tmp_path / ("x" * 300)), "cannot write to", "File name too long")
 

@@ -37,7 +37,8 @@ def check_memory(nbytes, what):
 def tuples_fit(p, T):
     """Whether p**T tuples are at most MAX_EXAMPLES (in logarithms: p**T itself could take
     minutes to compute)."""
-    return T * math.log(max(p, 2)) <= math.log(MAX_EXAMPLES) + 1e-9
+    # p >= 2: no T above 23 fits, and T * log(p) of a T with hundreds of digits would overflow
+    return T <= 64 and T * math.log(max(p, 2)) <= math.log(MAX_EXAMPLES) + 1e-9
 
 
 def check_analysis(p, T, H):
