@@ -1,6 +1,6 @@
 """make gpu-check: the GPU proof, in one run of a few minutes on a machine with an NVIDIA
 GPU and CuPy. (1) the backend tests with CuPy in place of array_api_strict; (2) agreement
-of forward and BPTT with NumPy on random inputs at the paper's shapes; (3) the warm time of
+of forward and BPTT with NumPy on random inputs at the paper's shapes, every cell; (3) the warm time of
 one full-batch training step on CPU (NumPy + numba) and GPU (CuPy), on the paper's setting
 and on a larger one, as one table. Run from the repository root."""
 import os
@@ -31,16 +31,16 @@ def agreement(cp):
     ok = True
     x = np.random.default_rng(1).integers(0, 113, (4000, 2))
     y = x.sum(axis=1) % 113
-    for dtype in ("float64", "float32"):
-        params = rnn.init_params(113, 128, 128, seed=3, dtype=dtype)
-        loss, grads = rnn.loss_and_grads(params, x, y)
+    for cell, dtype in [(cell, dtype) for cell in rnn.CELLS for dtype in ("float64", "float32")]:
+        params = rnn.init_params(113, 128, 128, seed=3, dtype=dtype, cell=cell)
+        loss, grads = rnn.loss_and_grads(params, x, y, cell=cell)
         gpu = {k: cp.asarray(v) for k, v in params.items()}
-        loss_g, grads_g = rnn.loss_and_grads(gpu, cp.asarray(x), cp.asarray(y))
+        loss_g, grads_g = rnn.loss_and_grads(gpu, cp.asarray(x), cp.asarray(y), cell=cell)
         worst = max(float(np.abs(backend.to_numpy(grads_g[k]) - grads[k]).max() / np.abs(grads[k]).max())
                     for k in grads)
         passed = worst < TOL[dtype] and abs(loss_g - loss) < TOL[dtype] * max(1.0, abs(loss))
         ok &= passed
-        print(f"agreement {dtype}: loss cpu {loss:.6f} gpu {loss_g:.6f}; worst relative gradient "
+        print(f"agreement {cell} {dtype}: loss cpu {loss:.6f} gpu {loss_g:.6f}; worst relative gradient "
               f"difference {worst:.1e} (tolerance {TOL[dtype]:g}) {'ok' if passed else 'FAIL'}")
     return ok
 

@@ -62,6 +62,39 @@ def test_forward_backward_and_loss_agree(dtype, model):
         close(grads_b[name], grads[name], dtype)
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@given(data=st.data())
+def test_the_gated_cells_forward_backward_and_adamw_agree(cell, data):
+    """Every cell runs unchanged on the array API (float64, T = 1..4), AdamW included."""
+    params, x, y, _ = data.draw(models(cell=cell))
+    other = {k: put(v) for k, v in params.items()}
+    xs, ys = put(x), put(y)
+    logits, _ = rnn.forward(params, x, cell=cell)
+    logits_b, _ = rnn.forward(other, xs, cell=cell)
+    assert backend.namespace(logits_b) is target()[0]
+    close(logits_b, logits, "float64")
+    loss, grads = rnn.loss_and_grads(params, x, y, cell=cell)
+    loss_b, grads_b = rnn.loss_and_grads(other, xs, ys, cell=cell)
+    assert loss_b == pytest.approx(loss, rel=1e-9, abs=1e-12)
+    for name in rnn.param_names(cell):
+        assert backend.namespace(grads_b[name]) is target()[0]
+        close(grads_b[name], grads[name], "float64")
+    opt, opt_b = optim.AdamW(params, lr=0.01), optim.AdamW(other, lr=0.01)
+    opt.step(params, grads)
+    opt_b.step(other, grads_b)
+    for name in rnn.param_names(cell):
+        close(other[name], params[name], "float64")
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_a_gated_model_starts_alike_on_every_backend(cell):
+    xp, like = target()
+    params = rnn.init_params(7, 4, 5, seed=3, dtype="float64", cell=cell)
+    other = rnn.init_params(7, 4, 5, seed=3, dtype="float64", xp=xp, like=like, cell=cell)
+    for name in rnn.param_names(cell):
+        np.testing.assert_array_equal(backend.to_numpy(other[name]), params[name])
+
+
 @given(st.integers(0, 2**32 - 1))
 def test_init_and_adamw_agree(seed):
     xp, like = target()

@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from tinymod.model import blocks
+from tinymod.model.backend import device
 from tinymod.model.kernels import scatter_add_rows
 
 GATES = {"gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
@@ -91,10 +92,10 @@ def _gru_step_back(xp, saved, dh, dc, h_prev, c_prev):
     H = n.shape[1]
     r, z = rz[:, :H], rz[:, H:]
     dpre_n = dh * (1 - z) * (1 - n * n)                                # through tanh
-    dpre_rz = xp.concatenate([dpre_n * gh_n * r * (1 - r),             # r multiplies gh_n
+    dpre_rz = xp.concat([dpre_n * gh_n * r * (1 - r),             # r multiplies gh_n
                               dh * (h_prev - n) * z * (1 - z)], axis=1)
-    dgi = xp.concatenate([dpre_rz, dpre_n], axis=1)
-    dgh = xp.concatenate([dpre_rz, dpre_n * r], axis=1)
+    dgi = xp.concat([dpre_rz, dpre_n], axis=1)
+    dgh = xp.concat([dpre_rz, dpre_n * r], axis=1)
     return dgi, dgh, dh * z, None
 
 
@@ -105,7 +106,7 @@ def _lstm_step_back(xp, saved, dh, dc, h_prev, c_prev):
     H = tc.shape[1]
     i, f, g, o = (gates[:, k * H:(k + 1) * H] for k in range(4))
     dc = dh * o * (1 - tc * tc) + (0 if dc is None else dc)           # h = o * tanh(c)
-    dpre = xp.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
+    dpre = xp.concat([dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
                            dc * i * (1 - g * g), dh * tc * o * (1 - o)], axis=1)
     return dpre, dpre, None, dc * f
 
@@ -144,7 +145,7 @@ def backward_hidden(params, cache, dh, xp):
     x, cell, H1, C1, first, hs, cs, saved = cache
     W_hh = params["W_hh"]
     T = x.shape[1]
-    dU = xp.zeros((H1.shape[0], W_hh.shape[0]), H1.dtype)    # (p, G*H) d loss / d U, per residue
+    dU = xp.zeros((H1.shape[0], W_hh.shape[0]), dtype=H1.dtype, device=device(H1))   # (p, G*H) d loss / d U
     dW_hh, db_hh = xp.zeros_like(W_hh), xp.zeros_like(params["b_hh"])
     dc = None
     for t in range(T, 2, -1):                          # t = T .. 3, one row per example
