@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from strategies import models
-from tinymod.model import kernels, reference, rnn
+from tinymod.model import gated, kernels, reference, rnn
 
 pytestmark = pytest.mark.skipif(not kernels.numba_enabled(), reason="numba is not importable")
 
@@ -50,12 +50,36 @@ def cases(draw, name):
         logits = draw(values(dtype, (B, p), specials))
         work = (np.empty_like(logits), np.empty(B))          # the fused step's buffers
         return (logits, idx, draw(st.sampled_from([1.0, 1 / 3, 1e-4])), work), ()
+    if name in ("gate_step", "gate_step_back"):
+        return _gate_case(draw, name, dtype, specials, B, H, p, idx)
     raise AssertionError(f"no inputs drawn for kernel {name}: add them here")
+
+
+def _gate_case(draw, name, dtype, specials, B, H, p, idx):
+    """A GRU or LSTM step t >= 2: at t = 2 its tables are per residue (rows by token), later
+    dense per example (index None); backward gets the forward's saved values."""
+    cell = draw(st.sampled_from(["gru", "lstm"]))
+    G = 3 if cell == "gru" else 4
+    dense = draw(st.booleans())
+    U, b = draw(values(dtype, (p, G * H), specials)), draw(values(dtype, (G * H,), specials))
+    rows = B if dense else p
+    table, Hp, Cp = (draw(values(dtype, (rows, w), specials)) for w in (G * H, H, H))
+    Cp = Cp if cell == "lstm" else None
+    prev = None if dense else idx[::-1].copy()
+    args = (U, table, idx, prev, b, Hp, Cp, prev, cell)
+    if name == "gate_step":
+        return args, ()
+    with np.errstate(all="ignore"):
+        _, _, saved = gated.gate_step_portable(*args)
+    dh = draw(values(dtype, (B, H), specials))
+    dc = draw(values(dtype, (B, H), specials)) if cell == "lstm" and draw(st.booleans()) else None
+    dU, db = draw(values(dtype, (p, G * H), False)), draw(values(dtype, (G * H,), False))
+    return (dh, dc, saved, Hp, Cp, prev, dU, idx, db, cell), (6, 8)
 
 
 def test_every_kernel_has_inputs_here():
     assert set(kernels.KERNELS) == {"scatter_add_rows", "gather_add_act", "act_backward",
-                                    "act_backward_scatter", "softmax_xent_rows"}
+                                    "act_backward_scatter", "softmax_xent_rows", "gate_step", "gate_step_back"}
 
 
 @pytest.mark.parametrize("name", sorted(kernels.KERNELS))
@@ -70,16 +94,26 @@ def test_kernel_agrees_with_its_portable_twin(name, data):
             result = fn(*call)
         outs.append([result] + [call[i] for i in in_place])
     dtype = args[0].dtype.type
-    for fast, twin in zip(*outs):
+    for fast, twin in zip(flat(outs[0]), flat(outs[1]), strict=True):
         if fast is None:
+            assert twin is None
             continue
-        for f, t in zip(fast, twin) if isinstance(fast, tuple) else [(fast, twin)]:
+        for f, t in [(fast, twin)]:
             f, t = np.asarray(f), np.asarray(t)
             assert f.dtype == t.dtype or f.ndim == 0
             np.testing.assert_array_equal(np.isnan(f), np.isnan(t))      # NaN where the twin has it
             np.testing.assert_array_equal(np.isposinf(f), np.isposinf(t))
             np.testing.assert_array_equal(np.isneginf(f), np.isneginf(t))
             np.testing.assert_allclose(f, t, **TOL[dtype])
+
+
+def flat(results):
+    """Every array in a kernel's results, nested tuples opened (a gated step's saved values)."""
+    for r in results:
+        if isinstance(r, tuple):
+            yield from flat(r)
+        else:
+            yield r
 
 
 @given(models(), st.sampled_from(["E", "W_ih", "W_hh", "b_h", "W_out", "b_out"]), st.data())

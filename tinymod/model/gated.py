@@ -23,9 +23,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tinymod.model import blocks
-from tinymod.model.backend import device
-from tinymod.model.kernels import scatter_add_rows
+from tinymod.model import blocks, gate_kernels
+from tinymod.model.backend import device, namespace
+from tinymod.model.kernels import register, scatter_add_rows
 
 GATES = {"gru": ("r", "z", "n"), "lstm": ("i", "f", "g", "o")}
 
@@ -117,8 +117,54 @@ def _step_back(xp, cell, saved, dh, dc, h_prev, c_prev):
     return (_gru_step_back if cell == "gru" else _lstm_step_back)(xp, saved, dh, dc, h_prev, c_prev)
 
 
-def hidden(params, x, cell, xp):
-    """h_T (B, H) and the cache: the recurrence, without the readout."""
+def gate_step_portable(U, G, uidx, gidx, b, Hp, Cp, hidx, cell, work=None, t=2):
+    """One step t >= 2 of `cell` over B rows, from its tables: gi = U[uidx], gh = G[gidx] + b,
+    the previous state Hp[hidx] (and Cp[hidx]); an index of None takes the rows as they are.
+    (h, c, saved). At t = 2 the tables are per residue (C, H1, C1 by the first token). `work`
+    (tinymod.model.tail's workspace), where the numba path keeps step t's buffers, is ignored
+    here."""
+    xp = namespace(U, G)
+    rows = lambda table, idx: table if idx is None or table is None else xp.take(table, idx, axis=0)
+    return _step(xp, cell, xp.take(U, uidx, axis=0), rows(G, gidx) + b, rows(Hp, hidx), rows(Cp, hidx))
+
+
+def _buffers(work, tag):
+    return (lambda name, shape, dtype: work.get(f"{tag}{name}", shape, dtype)) if work else gate_kernels.fresh
+
+
+def _gate_step_fast(U, G, uidx, gidx, b, Hp, Cp, hidx, cell, work=None, t=2):
+    every = lambda idx: np.arange(uidx.shape[0]) if idx is None else idx
+    step = gate_kernels.gru_step if cell == "gru" else gate_kernels.lstm_step
+    return step(U, uidx, G, every(gidx), b, Hp if cell == "gru" else Cp, every(hidx), _buffers(work, f"{cell}{t}"))
+
+
+def gate_step_back_portable(dh, dc, saved, Hp, Cp, hidx, dU, uidx, db, cell, work=None, t=2):
+    """Back through one step t >= 2 of `cell`, its rows' previous state Hp[hidx] (Cp[hidx]):
+    (d gh (B, G*H), what reaches h_prev directly, d c_prev); in place, dU[uidx] += d gi and
+    db += the sum of d gh over the rows. (`work` as for gate_step.)"""
+    xp = namespace(dh, dU)
+    rows = lambda table: table if hidx is None or table is None else xp.take(table, hidx, axis=0)
+    dgi, dgh, direct, dc = _step_back(xp, cell, saved, dh, dc, rows(Hp), rows(Cp))
+    scatter_add_rows(dU, uidx, dgi)                    # back through the lookup U[x_t]
+    db += xp.sum(dgh, axis=0)
+    return dgh, direct, dc
+
+
+def _gate_step_back_fast(dh, dc, saved, Hp, Cp, hidx, dU, uidx, db, cell, work=None, t=2):
+    hidx = np.arange(uidx.shape[0]) if hidx is None else hidx
+    buffer = _buffers(work, f"{cell}back{t % 2}")      # d c_prev of step t is read by step t - 1
+    if cell == "gru":
+        return gate_kernels.gru_step_back(saved, dh, Hp, hidx, dU, uidx, db, buffer)
+    return gate_kernels.lstm_step_back(saved, dh, dc, Cp, hidx, dU, uidx, db, buffer)
+
+
+gate_step = register(gate_step_portable, fast=_gate_step_fast)
+gate_step_back = register(gate_step_back_portable, fast=_gate_step_back_fast)
+
+
+def hidden(params, x, cell, xp, work=None):
+    """h_T (B, H) and the cache: the recurrence, without the readout. With `work`
+    (tinymod.model.tail's workspace) each step's arrays are its buffers."""
     E, W_ih, W_hh, b_ih, b_hh = (params[k] for k in ("E", "W_ih", "W_hh", "b_ih", "b_hh"))
     T = x.shape[1]
     U = E @ W_ih.T + b_ih                              # (p, G*H) what each token writes in
@@ -129,18 +175,17 @@ def hidden(params, x, cell, xp):
     if T == 1:
         return xp.take(H1, x[:, 0], axis=0), Cache(x, cell, H1, C1, first, tuple(hs), tuple(cs), tuple(saved))
     C = H1 @ W_hh.T                                    # (p, G*H) h_1 @ W_hh.T per first token
-    h = xp.take(H1, x[:, 0], axis=0)                   # (B, H)
-    c = xp.take(C1, x[:, 0], axis=0) if C1 is not None else None
+    h, c = H1, C1                                      # at t = 2, rows x_1 of the per-residue tables
     for t in range(2, T + 1):
-        gh = (xp.take(C, x[:, 0], axis=0) if t == 2 else blocks.per_example(xp, h, W_hh.T)) + b_hh
-        h, c, step = _step(xp, cell, xp.take(U, x[:, t - 1], axis=0), gh, h, c)
+        G, idx = (C, x[:, 0]) if t == 2 else (blocks.per_example(xp, h, W_hh.T), None)
+        h, c, step = gate_step(U, G, x[:, t - 1], idx, b_hh, h, c, idx, cell, work, t)
         hs.append(h)
         cs.append(c)
         saved.append(step)
     return h, Cache(x, cell, H1, C1, first, tuple(hs), tuple(cs), tuple(saved))
 
 
-def backward_hidden(params, cache, dh, xp):
+def backward_hidden(params, cache, dh, xp, work=None):
     """The gradients below the readout, from dh = d loss / d h_T (B, H)."""
     x, cell, H1, C1, first, hs, cs, saved = cache
     W_hh = params["W_hh"]
@@ -149,9 +194,8 @@ def backward_hidden(params, cache, dh, xp):
     dW_hh, db_hh = xp.zeros_like(W_hh), xp.zeros_like(params["b_hh"])
     dc = None
     for t in range(T, 2, -1):                          # t = T .. 3, one row per example
-        dgi, dgh, direct, dc = _step_back(xp, cell, saved[t], dh, dc, hs[t - 1], cs[t - 1])
-        scatter_add_rows(dU, x[:, t - 1], dgi)         # back through the lookup U[x_t]
-        db_hh += xp.sum(dgh, axis=0)
+        dgh, direct, dc = gate_step_back(dh, dc, saved[t], hs[t - 1], cs[t - 1], None, dU, x[:, t - 1], db_hh,
+                                         cell, work, t)
         dW_hh += blocks.over_examples(xp, dgh, hs[t - 1])        # back through h_{t-1} @ W_hh.T
         dh = blocks.per_example(xp, dgh, W_hh)
         if direct is not None:
@@ -160,10 +204,7 @@ def backward_hidden(params, cache, dh, xp):
     dC1 = None
     if T >= 2:
         # t = 2: h_1 and c_1 are rows x_1 of the per-residue tables: sum per residue
-        h1, c1 = xp.take(H1, x[:, 0], axis=0), (xp.take(C1, x[:, 0], axis=0) if C1 is not None else None)
-        dgi, dgh, direct, dc = _step_back(xp, cell, saved[2], dh, dc, h1, c1)
-        scatter_add_rows(dU, x[:, 1], dgi)
-        db_hh += xp.sum(dgh, axis=0)
+        dgh, direct, dc = gate_step_back(dh, dc, saved[2], H1, C1, x[:, 0], dU, x[:, 1], db_hh, cell, work)
         dC = scatter_add_rows(xp.zeros_like(dU), x[:, 0], dgh)  # (p, G*H) through C = H1 @ W_hh.T
         dW_hh += dC.T @ H1
         dH1 = dC @ W_hh

@@ -129,13 +129,13 @@ def _hidden(params, x, activation, xp, work=None, cell="rnn"):
     _check_ids(x, params["E"].shape[0], "token")
     if cell == "rnn":
         return vanilla.hidden(params, x, activation, xp, work)
-    return gated.hidden(params, x, cell, xp)
+    return gated.hidden(params, x, cell, xp, work)
 
 
 def _backward_hidden(params, cache, dh, dW_out, db_out, xp, work=None):
     """Every gradient, from dh = d loss / d h_T (B, H) and the readout's own."""
     below = (vanilla.backward_hidden(params, cache, dh, xp, work) if cache.cell == "rnn" else
-             gated.backward_hidden(params, cache, dh, xp))
+             gated.backward_hidden(params, cache, dh, xp, work))
     return {**below, "W_out": dW_out, "b_out": db_out}
 
 
