@@ -410,6 +410,7 @@ def test_an_analysis_of_a_run_holds_its_lock_so_no_overwrite_replaces_the_model_
     assert CliRunner().invoke(main, ["svd", str(run)]).exit_code == 0
 
 
+@pytest.mark.long                # a real process: make test-long
 def test_a_sigkill_during_overwrite_leaves_a_folder_that_overwrite_and_resume_accept(run, tmp_path):
     import shutil
     import signal
@@ -440,6 +441,7 @@ def test_a_sigkill_during_overwrite_leaves_a_folder_that_overwrite_and_resume_ac
     assert max(step for step, _ in runs.list_snapshots(run)) == 20      # none of the old run is left
 
 
+@pytest.mark.long                # a real process: make test-long
 def test_matplotlib_writes_no_font_cache_into_home(run, tmp_path):
     import subprocess
     import sys
