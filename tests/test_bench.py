@@ -56,13 +56,33 @@ def test_the_waits_table_gives_bytes_by_T_and_the_grok_wait():
     start = {"help_s": 0.2, "numba_compile_s": 2.0, "numba_cached_s": 0.5}
     results = [fake(1, 8.0, 24.0, jax_step=18.0)]
     waits = {"allocation": {2: (3831, 2**18), 3: (26812, 2**19), 4: (101683, 2**19)},
-             "grok": {"grok_step": 1400, "grok_seconds": 7.0, "seconds": 7.5},
+             "grok": {"grok_step": 1400, "wall_s": 7.7, "steps_s": 7.0, "median_step_ms": 5.0, "ratio": 1.1},
              "best_row": results[0]["rows"]["float32"]}
     text = bench.render(results, start, waits)
     assert "| 3 | 26,812 | 0.50 MiB |" in text and "| 2 | 3,831 | 0.25 MiB |" in text
-    assert "ours 7.0 s at step 1,400" in text
+    assert "step 1,400): **7.7 s** from the start of the `tinymod train` process" in text
+    assert "the steps' own 7.0 s (1,400 x 5.00 ms" in text and "**1.10x**" in text
     assert "JAX jit: 25.2 s projected (1,400 steps at its median 18.00 ms" in text   # 1400 * 18 ms
+    assert "ours 2.2x ahead" in text                                                # 18 ms / 8 ms
     assert "torch.compile: not installed." in text
+    waits["grok"] = {"error": "Error: no space"}
+    assert "Time to grok, `default` seed 0: not measured (Error: no space)." in bench.render(results, start, waits)
+
+
+def test_the_wait_is_read_from_a_real_run_and_its_first_99_row(tmp_path, monkeypatch):
+    """The first row at 99% in metrics.jsonl (a row being appended is skipped), and a failed
+    run gives its last error line, not a number."""
+    from tinymod.scale import wait
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text('{"step": 0, "test_acc": 0.1}\n{"step": 100, "test_acc": 0.995}\n{"step": 200, "test_acc": 1.0}\n{"st')
+    assert wait._first_grok(metrics) == 100
+    assert wait._first_grok(tmp_path / "none.jsonl") is None
+    import subprocess
+    import sys
+    real = subprocess.Popen
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: real(
+        [sys.executable, "-c", "import sys; sys.exit('Error: refused')"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+    assert wait.time_to_grok(tmp_path / "run", repeats=3) == {"error": "Error: refused"}
 
 
 @pytest.mark.parametrize("T", [3, 4])
@@ -86,5 +106,5 @@ def test_the_gated_table_compares_each_cell_with_its_peers():
     result["torch_parity"] = {"rnn": 4e-16, "gru": 9.7e-16, "lstm": None}
     text = bench.render([result], start)
     assert "gradient): rnn 4.0e-16, gru 9.7e-16." in text
-    assert "| 2 | gru | float32 | **20.00** | 30.00 | not installed | 10.00 | 0.5x (JAX jit) |" in text
-    assert "| 2 | lstm | float64 | **40.00** | not installed | not installed | not installed | - |" in text
+    assert "| 2 | gru | float32 | **20.00** | 1.7x | 30.00 | not installed | 10.00 | 0.5x (JAX jit) |" in text   # 20 / 12
+    assert "| 2 | lstm | float64 | **40.00** | 3.3x | not installed | not installed | not installed | - |" in text

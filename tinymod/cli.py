@@ -352,14 +352,14 @@ def bench_command(threads, repeats):
     D = H = 128): ours (forward, backward, AdamW) beside a plain PyTorch RNN when PyTorch
     is installed, the machine's matmul rate, and where our time goes."""
     import tempfile
-    from tinymod.scale import bench
+    from tinymod.scale import bench, wait
 
     counts = threads if threads is not None else list(range(1, (os.cpu_count() or 1) + 1))
     results = [bench.run_worker(n, repeats) for n in counts]
     best = min(results, key=lambda r: r["rows"]["float32"]["ours"]["step"])["rows"]["float32"]
     with tempfile.TemporaryDirectory() as scratch:
         waits = {"allocation": bench.allocation_by_seq_len(), "best_row": best,
-                 "grok": bench.time_to_grok(os.path.join(scratch, "default"))}
+                 "grok": wait.time_to_grok(os.path.join(scratch, "default"), repeats)}
     click.echo(bench.render(results, bench.startup(), waits))
 
 

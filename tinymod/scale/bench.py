@@ -370,7 +370,7 @@ def profile(dtype, repeats, p=113, frac=0.3, width=128):
     return {"step": step, "parts": parts}
 
 
-__all__ = ["render", "run_worker", "startup", "allocation_by_seq_len", "time_to_grok", "step_flops"]
+__all__ = ["render", "run_worker", "startup", "allocation_by_seq_len", "step_flops", "time_ours"]
 
 # batches like the issue's: T = 3 at p = 31 takes about 27,000 examples, T = 4 about 100,000
 ALLOCATION_CASES = {2: (113, 0.3), 3: (31, 0.9), 4: (31, 0.11)}
@@ -385,10 +385,3 @@ def allocation_by_seq_len(dtype="float32", width=128):
     return out
 
 
-def time_to_grok(folder, seed=0):
-    """Seconds and steps to 99% test accuracy for `default` (our loop, as `tinymod train`
-    runs it, stopped there), trained into `folder`."""
-    from tinymod.training import config, train
-    summary = train.run(config.preset("default").replace(seed=seed, stop_at=0.99, snapshot_every=0), folder)
-    return {"grok_step": summary["grok_step"], "grok_seconds": summary["grok_seconds"],
-            "seconds": summary["seconds"]}

@@ -19,7 +19,6 @@ import numpy as np
 
 from tinymod import __version__
 from tinymod.model import backend, blocks, data, optim, rnn
-from tinymod.reports import plots
 from tinymod.training import checkpoint, runs
 from tinymod.model.backend import namespace
 from tinymod.model.kernels import numba_enabled
@@ -297,6 +296,7 @@ def _finish(config, out, state, stopped):
             not (out / runs.SNAPSHOTS / runs.checkpoint_name(step)).exists():   # stopped early
         _snapshot(out, step, params, config)
     checkpoint.save(out / runs.MODEL, params, checkpoint.metadata(config.to_dict(), step, seconds=seconds))
+    from tinymod.reports import plots          # matplotlib's import (0.45 s) waits until the end
     title = f"p = {config.p}, frac = {config.frac}, {config.activation or config.cell}, preset {config.preset}"
     plots.training_curves(rows, out / runs.CURVES_PNG, title)
     plots.weight_norm(rows, out / runs.WEIGHT_NORM_PNG, title)
