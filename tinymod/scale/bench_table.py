@@ -111,7 +111,7 @@ def waits_lines(waits):
                   f"(every evaluation, snapshot and checkpoint on their defaults), against the steps' own "
                   f"{grok['steps_s']:.1f} s ({steps:,} x {grok['median_step_ms']:.2f} ms, the median step of "
                   f"`default`'s batch here): **{grok['ratio']:.2f}x**."]
-    ours = best["ours"]["step"] if best else None
+    ours = best["ours"]["plain_step"] if best else None          # the plain call, as the first table
     for key, name in PEERS.items():
         step = _peer_step(best, key) if best else None
         lines.append(f"{name}: " + ("not installed." if not step else
