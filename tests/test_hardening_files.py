@@ -452,7 +452,10 @@ def test_matplotlib_writes_no_font_cache_into_home(run, tmp_path):
     done = subprocess.run([sys.executable, "-m", "tinymod", "svd", str(run)], capture_output=True, text=True,
                           env={**env, "HOME": str(home), "TMPDIR": str(temp)})
     assert done.returncode == 0 and (run / runs.SINGULAR_VALUES_PNG).is_file(), done.stderr
-    assert list(home.iterdir()) == [] and list(temp.iterdir()) == []     # its temporary folder is gone too
+    assert list(home.iterdir()) == [] and list(temp.iterdir()) == []
+    where = subprocess.run([sys.executable, "-c", "import pathlib, tinymod; print(pathlib.Path(tinymod.__file__)"
+                            ".resolve().parent / '__pycache__' / 'matplotlib')"], capture_output=True, text=True)
+    assert list(Path(where.stdout.strip()).glob("fontlist-*.json"))        # kept beside the kernels' cache
 
 
 COMMANDS = {"svd": ["svd"], "ablate": ["ablate", "--seeds", "1"], "progress": ["progress"], "report": ["report"],

@@ -11,18 +11,28 @@ import sys
 
 def _private_font_cache():
     """matplotlib builds its font list into $HOME (~/.cache/matplotlib) the first time it is
-    loaded; tinymod writes nothing outside the folders it is given, so unless the user chose
-    a place (MPLCONFIGDIR) or matplotlib is already loaded, the list is built in a temporary
-    folder removed at exit (about 0.2 s more per process) and the environment is restored."""
+    loaded; tinymod writes nothing outside the folders it is given and its own install, so
+    unless the user chose a place (MPLCONFIGDIR) or matplotlib is already loaded, the list
+    is kept beside tinymod's compiled kernels (its __pycache__, as numba's cache), or, where
+    that folder is read-only, built in a temporary folder removed at exit (about 0.2 s more
+    per process). The environment is restored either way."""
     if "MPLCONFIGDIR" in os.environ or "matplotlib" in sys.modules:
         return
-    import atexit
     import importlib
-    import shutil
-    import tempfile
-    folder = tempfile.mkdtemp(prefix="tinymod-matplotlib-")
-    atexit.register(shutil.rmtree, folder, True)
-    os.environ["MPLCONFIGDIR"] = folder
+    from pathlib import Path
+    folder = Path(__file__).resolve().parent.parent / "__pycache__" / "matplotlib"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        writable = os.access(folder, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:
+        import atexit
+        import shutil
+        import tempfile
+        folder = Path(tempfile.mkdtemp(prefix="tinymod-matplotlib-"))
+        atexit.register(shutil.rmtree, folder, True)
+    os.environ["MPLCONFIGDIR"] = str(folder)
     try:
         importlib.import_module("matplotlib.font_manager")      # reads the folder once and keeps it
     finally:
