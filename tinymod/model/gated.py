@@ -92,8 +92,8 @@ def _gru_step_back(xp, saved, dh, dc, h_prev, c_prev):
     H = n.shape[1]
     r, z = rz[:, :H], rz[:, H:]
     dpre_n = dh * (1 - z) * (1 - n * n)                                # through tanh
-    dpre_rz = xp.concat([dpre_n * gh_n * r * (1 - r),             # r multiplies gh_n
-                              dh * (h_prev - n) * z * (1 - z)], axis=1)
+    dpre_rz = xp.concat([dpre_n * gh_n * r * (1 - r),                  # r multiplies gh_n
+                         dh * (h_prev - n) * z * (1 - z)], axis=1)
     dgi = xp.concat([dpre_rz, dpre_n], axis=1)
     dgh = xp.concat([dpre_rz, dpre_n * r], axis=1)
     return dgi, dgh, dh * z, None
@@ -107,7 +107,7 @@ def _lstm_step_back(xp, saved, dh, dc, h_prev, c_prev):
     i, f, g, o = (gates[:, k * H:(k + 1) * H] for k in range(4))
     dc = dh * o * (1 - tc * tc) + (0 if dc is None else dc)           # h = o * tanh(c)
     dpre = xp.concat([dc * g * i * (1 - i), dc * c_prev * f * (1 - f),
-                           dc * i * (1 - g * g), dh * tc * o * (1 - o)], axis=1)
+                      dc * i * (1 - g * g), dh * tc * o * (1 - o)], axis=1)
     return dpre, dpre, None, dc * f
 
 
