@@ -61,7 +61,7 @@ def test_the_waits_table_gives_bytes_by_T_and_the_grok_wait():
     text = bench.render(results, start, waits)
     assert "| 3 | 26,812 | 0.50 MiB |" in text and "| 2 | 3,831 | 0.25 MiB |" in text
     assert "step 1,400): **7.7 s** from the start of the `tinymod train` process" in text
-    assert "the steps' own 7.0 s (1,400 x 5.00 ms" in text and "**1.10x**" in text
+    assert "the steps' own 7.0 s in the same run (1,400 x 5.00 ms" in text and "**1.10x**" in text
     assert "JAX jit: 25.2 s projected (1,400 steps at its median 18.00 ms" in text   # 1400 * 18 ms
     assert "where ours takes 12.00 ms: steps against steps, ours 1.5x ahead" in text   # 18 ms / 12 ms
     assert "torch.compile: not installed." in text
@@ -74,15 +74,16 @@ def test_the_wait_is_read_from_a_real_run_and_its_first_99_row(tmp_path, monkeyp
     run gives its last error line, not a number."""
     from tinymod.scale import wait
     metrics = tmp_path / "metrics.jsonl"
-    metrics.write_text('{"step": 0, "test_acc": 0.1}\n{"step": 100, "test_acc": 0.995}\n{"step": 200, "test_acc": 1.0}\n{"st')
-    assert wait._first_grok(metrics) == 100
+    metrics.write_text('{"step": 0, "test_acc": 0.1, "step_ms": null}\n{"step": 100, "test_acc": 0.5, "step_ms": 6.0}\n'
+                       '{"step": 200, "test_acc": 0.995, "step_ms": 7.0}\n{"step": 300, "test_acc": 1.0}\n{"st')
+    assert wait._first_grok(metrics) == (200, [6.0, 7.0])
     assert wait._first_grok(tmp_path / "none.jsonl") is None
     import subprocess
     import sys
     real = subprocess.Popen
     monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: real(
         [sys.executable, "-c", "import sys; sys.exit('Error: refused')"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
-    assert wait.time_to_grok(tmp_path / "run", repeats=3) == {"error": "Error: refused"}
+    assert wait.time_to_grok(tmp_path / "run") == {"error": "Error: refused"}
 
 
 @pytest.mark.parametrize("T", [3, 4])

@@ -14,7 +14,7 @@ from tinymod.training import checkpoint, runs, train
 from tinymod.cli import main
 from tinymod.reports.speak import ProgressBar
 
-METRIC_KEYS = {"step", "train_loss", "train_acc", "test_loss", "test_acc", "weight_norm", "seconds"}
+METRIC_KEYS = {"step", "train_loss", "train_acc", "test_loss", "test_acc", "weight_norm", "seconds", "step_ms"}
 
 
 def model_params(run):

@@ -359,7 +359,7 @@ def bench_command(threads, repeats):
     best = min(results, key=lambda r: r["rows"]["float32"]["ours"]["step"])["rows"]["float32"]
     with tempfile.TemporaryDirectory() as scratch:
         waits = {"allocation": bench.allocation_by_seq_len(), "best_row": best,
-                 "grok": wait.time_to_grok(os.path.join(scratch, "default"), repeats)}
+                 "grok": wait.time_to_grok(os.path.join(scratch, "default"))}
     click.echo(bench.render(results, bench.startup(), waits))
 
 

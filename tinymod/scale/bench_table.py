@@ -109,8 +109,8 @@ def waits_lines(waits):
     lines += ["", f"Time to grok, `default` seed 0 (test accuracy first at 99%, step {steps:,}): "
                   f"**{grok['wall_s']:.1f} s** from the start of the `tinymod train` process to that evaluation "
                   f"(every evaluation, snapshot and checkpoint on their defaults), against the steps' own "
-                  f"{grok['steps_s']:.1f} s ({steps:,} x {grok['median_step_ms']:.2f} ms, the median step of "
-                  f"`default`'s batch here): **{grok['ratio']:.2f}x**."]
+                  f"{grok['steps_s']:.1f} s in the same run ({steps:,} x {grok['median_step_ms']:.2f} ms, the median "
+                  f"of its rows' median step): **{grok['ratio']:.2f}x**."]
     ours = best["ours"]["plain_step"] if best else None          # the plain call, as the first table
     for key, name in PEERS.items():
         step = _peer_step(best, key) if best else None

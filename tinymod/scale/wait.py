@@ -1,8 +1,10 @@
 """The wait to grok as a user meets it: a real `tinymod train` process on the `default`
 preset, with its own evaluation, snapshot and checkpoint intervals, timed from its start to
-the evaluation that first shows 99% test accuracy, beside the steps' own time (the grok
-step times the median step of `default`'s own batch, measured in the calling process)."""
+the evaluation that first shows 99% test accuracy, beside the steps' own time in that same
+run (the grok step times the median of its rows' `step_ms`, each the median step of the 100
+before it)."""
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -15,45 +17,47 @@ POLL_SECONDS = 0.02       # how often metrics.jsonl is read while the run trains
 
 
 def _first_grok(metrics):
-    """(step, seconds) of the first row at GROK_ACC in metrics.jsonl so far, or None."""
+    """(step, the step_ms of every row up to it) at the first row at GROK_ACC in metrics.jsonl
+    so far, or None."""
     try:
         lines = metrics.read_text().splitlines()
     except OSError:
         return None
+    times = []
     for line in lines:
         try:
             row = json.loads(line)
         except ValueError:        # a row being appended
             continue
+        if row.get("step_ms"):
+            times.append(row["step_ms"])
         if (row.get("test_acc") or 0) >= GROK_ACC:
-            return row["step"]
+            return row["step"], times
     return None
 
 
-def time_to_grok(folder, repeats=30, seed=0):
+def time_to_grok(folder, seed=0):
     """{"grok_step", "wall_s" (process start to the first 99% row in metrics.jsonl, read
-    every POLL_SECONDS), "steps_s" (grok step x the median of `repeats` steps of `default`'s
-    own batch, every core, in this process), "ratio"}; the run is stopped there (--stop-at
+    every POLL_SECONDS), "median_step_ms" (of that run's rows), "steps_s" (grok step x it),
+    "ratio"}, or {"error": the run's last error line}; the run is stopped there (--stop-at
     0.99) and finishes as usual."""
-    from tinymod.scale.bench import time_ours
-    from tinymod.training.config import preset
-    c = preset("default")
-    median_step_ms = time_ours(c.p, c.frac, c.d_hidden, c.dtype, repeats)["step"]
     metrics = Path(folder) / runs.METRICS
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "tinymod", "train", "--seed", str(seed), "--stop-at",
                              str(GROK_ACC), "--out", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    step = wall = None
-    while step is None:
+    found = wall = None
+    while found is None:
         done = proc.poll() is not None
-        step = _first_grok(metrics)
+        found = _first_grok(metrics)
         wall = time.perf_counter() - start
         if done:
             break
         time.sleep(POLL_SECONDS)
     error = proc.communicate()[1].decode(errors="replace").strip()
-    if proc.returncode != 0 or step is None:
+    if proc.returncode != 0 or found is None or not found[1]:
         return {"error": (error.splitlines() or ["it never reached 99%"])[-1][:200]}
+    step, times = found
+    median_step_ms = statistics.median(times)
     steps_s = step * median_step_ms / 1e3
     return {"grok_step": step, "wall_s": wall, "steps_s": steps_s, "median_step_ms": median_step_ms,
             "ratio": wall / steps_s}

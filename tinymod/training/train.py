@@ -11,6 +11,7 @@ parameters to one that never stopped. One training at a time holds a folder's lo
 import json
 import math
 import signal
+import statistics
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -158,12 +159,15 @@ def _set_up(config, out, resume, overwrite):
 
 # --- the loop -----------------------------------------------------------------------------
 
-def _evaluate(params, ds, config, step, seconds):
+def _evaluate(params, ds, config, step, seconds, step_times=()):
+    """One metrics row; `step_ms`, the median wall time of the steps since the previous
+    evaluation (None when there were none), lets a run's wait be set against its steps."""
     train_loss, train_acc = rnn.evaluate(params, ds.x_train, ds.y_train, config.activation, EVAL_BATCH, config.cell)
     test_loss, test_acc = rnn.evaluate(params, ds.x_test, ds.y_test, config.activation, EVAL_BATCH, config.cell)
     return {"step": step, "train_loss": train_loss, "train_acc": train_acc,
             "test_loss": test_loss, "test_acc": test_acc,
-            "weight_norm": rnn.weight_norms(params)[0], "seconds": round(seconds, 3)}
+            "weight_norm": rnn.weight_norms(params)[0], "seconds": round(seconds, 3),
+            "step_ms": round(1e3 * statistics.median(step_times), 3) if step_times else None}
 
 
 def _batch(ds, host_train, config, step):
@@ -253,18 +257,22 @@ def _loop(config, out, ds, host, state, bar):
                 bar.start(step, config.steps, rows[-1])
             if rows[-1]["step"] == step:       # resumed at the step where the run stopped
                 stopped = _stop_rule(config, rows)
+            step_times = []
             while step < config.steps and stopped == "steps":
                 step += 1
+                began = time.perf_counter()
                 x, y = _batch(ds, (host.x_train, host.y_train), config, step)
                 loss, grads = rnn.loss_and_grads(params, x, y, config.activation, config.cell)
                 if not math.isfinite(loss):
                     _diverged(step, out)
                 opt.step(params, grads)
+                step_times.append(time.perf_counter() - began)
                 if step in snapshots:
                     _snapshot(out, step, params, config)
                 seconds = time.perf_counter() - t0
                 if step % config.eval_every == 0 or step == config.steps:
-                    rows.append(_evaluate(params, ds, config, step, seconds))
+                    rows.append(_evaluate(params, ds, config, step, seconds, step_times))
+                    step_times = []
                     metrics.append(rows[-1])
                     if bar:
                         bar.update(step, rows[-1])
