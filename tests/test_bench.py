@@ -1,4 +1,6 @@
 """The benchmark's arithmetic and its table (timings themselves are never asserted)."""
+import json
+
 import pytest
 from click.testing import CliRunner
 
@@ -74,8 +76,10 @@ def test_the_wait_is_read_from_a_real_run_and_its_first_99_row(tmp_path, monkeyp
     run gives its last error line, not a number."""
     from tinymod.scale import wait
     metrics = tmp_path / "metrics.jsonl"
-    metrics.write_text('{"step": 0, "test_acc": 0.1, "step_ms": null}\n{"step": 100, "test_acc": 0.5, "step_ms": 6.0}\n'
-                       '{"step": 200, "test_acc": 0.995, "step_ms": 7.0}\n{"step": 300, "test_acc": 1.0}\n{"st')
+    row = lambda step, acc, ms: json.dumps({"step": step, "train_loss": 1.0, "train_acc": 1.0, "test_loss": 1.0,
+                                            "test_acc": acc, "weight_norm": 1.0, "seconds": 0.1, "step_ms": ms})
+    metrics.write_text("\n".join([row(0, 0.1, None), row(100, 0.5, 6.0), row(200, 0.995, 7.0), row(300, 1.0, 7.5),
+                                   '{"st']))
     assert wait._first_grok(metrics) == (200, [6.0, 7.0])
     assert wait._first_grok(tmp_path / "none.jsonl") is None
     import subprocess

@@ -191,7 +191,7 @@ def _load_model(source, backend_name="numpy", out=None):
         click.get_current_context().call_on_close(RunLock(target, doing="analysed").acquire().release)
     params, config, _ = checkpoint.load(path, expect=checkpoint.run_identity(path),
                                         check=lambda c: limits.check_analysis(c["p"], c["seq_len"], c["d_hidden"]))
-    folder = runs.output_folder(out, runs.analysis_folder(path))
+    folder = runs.output_folder(out, target)
     return {k: backend.asarray(xp, v) for k, v in params.items()}, config, folder
 
 

@@ -3,7 +3,7 @@ preset, with its own evaluation, snapshot and checkpoint intervals, timed from i
 the evaluation that first shows 99% test accuracy, beside the steps' own time in that same
 run (the grok step times the median of its rows' `step_ms`, each the median step of the 100
 before it)."""
-import json
+import math
 import statistics
 import subprocess
 import sys
@@ -18,20 +18,12 @@ POLL_SECONDS = 0.02       # how often metrics.jsonl is read while the run trains
 
 def _first_grok(metrics):
     """(step, the step_ms of every row up to it) at the first row at GROK_ACC in metrics.jsonl
-    so far, or None."""
-    try:
-        lines = metrics.read_text().splitlines()
-    except OSError:
-        return None
+    so far (read as `runs.read_metrics` reads it: a row being appended is skipped), or None."""
     times = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:        # a row being appended
-            continue
-        if row.get("step_ms"):
+    for row in runs.read_metrics(metrics, warn=False):
+        if math.isfinite(row.get("step_ms", math.nan)):          # null before the first step
             times.append(row["step_ms"])
-        if (row.get("test_acc") or 0) >= GROK_ACC:
+        if row["test_acc"] >= GROK_ACC:
             return row["step"], times
     return None
 
